@@ -1,0 +1,78 @@
+"""Symbolic truth for SimAM: energy, closed form, Hessian, leave-one-out, backward, claims.
+
+Everything is derived with SymPy (nothing is typed as an answer) and every
+verdict in :func:`all_claims` / :func:`check_claim` is computed.
+
+The submodules ``energy``, ``leave_one_out``, ``backward``, ``check``, ``claims``
+keep their names; the function ``energy.energy`` is re-exported here as
+``per_neuron_energy`` so that ``derivations.energy`` stays the module.
+"""
+
+from .backward import (
+    check_vjp_formula,
+    forward_exprs,
+    forward_jacobian,
+    inv_energy_exprs,
+    prove_vjp_identity,
+    vjp_closed_form,
+)
+from .check import CheckResult, ClaimSyntaxError, check_claim, parse_rhs
+from .claims import SEED_CODE, Claim, all_claims, official_forward_numpy, run_seed_code
+from .energy import (
+    ClosedForm,
+    HessianProof,
+    closed_form,
+    collapsed_energy,
+    energy_from_moments,
+    full_energy_concrete,
+    hessian,
+    hessian_positive_definite,
+    pretty_str,
+    stationarity_equations,
+)
+from .energy import energy as per_neuron_energy
+from .leave_one_out import (
+    Identity,
+    exact_inv_energy_from_full_stats,
+    exact_matches_closed_form,
+    inv_energies_on_channel,
+    loo_identities,
+    loo_identities_concrete,
+    paper_inv_energy_from_full_stats,
+)
+
+__all__ = [
+    "SEED_CODE",
+    "CheckResult",
+    "Claim",
+    "ClaimSyntaxError",
+    "ClosedForm",
+    "HessianProof",
+    "Identity",
+    "all_claims",
+    "check_claim",
+    "check_vjp_formula",
+    "closed_form",
+    "collapsed_energy",
+    "energy_from_moments",
+    "exact_inv_energy_from_full_stats",
+    "exact_matches_closed_form",
+    "forward_exprs",
+    "forward_jacobian",
+    "full_energy_concrete",
+    "hessian",
+    "hessian_positive_definite",
+    "inv_energies_on_channel",
+    "inv_energy_exprs",
+    "loo_identities",
+    "loo_identities_concrete",
+    "official_forward_numpy",
+    "paper_inv_energy_from_full_stats",
+    "per_neuron_energy",
+    "parse_rhs",
+    "pretty_str",
+    "prove_vjp_identity",
+    "run_seed_code",
+    "stationarity_equations",
+    "vjp_closed_form",
+]

@@ -1,0 +1,380 @@
+"""Benchmark harness behind ``simam bench`` (also ``python -m simam_ref.bench``).
+
+Times the SimAM kernel (forward, and with ``--backward`` the vector-Jacobian
+product) on ResNet-50 stage shapes at batch 32, best of ``--repeat`` runs, against
+
+* ``copy``: a Numba parallel copy of the same array (the memory roofline),
+* ``numpy``: the NumPy backend,
+* ``torch_eager``: PyTorch eager running the official formula
+  ``x * sigmoid(d / (4 (v + lam)) + 0.5)`` (the paper formula, whatever ``--method``),
+* ``torch_compile``: ``torch.compile`` of that function.
+
+For ``--backward`` the torch baselines time ``autograd.grad`` of the formula
+*including its forward* (autograd needs the graph), while ``simam_backward`` needs
+no forward: it recomputes the channel statistics from ``x``.
+
+Ratios: ``kernel/copy`` (lower is better, 1.0 is the roofline) and
+``baseline/kernel`` speed-ups (higher is better).  Effective GB/s counts the bytes
+the kernel must move: read ``x`` and write ``y`` (forward); read ``x`` and
+``grad_out`` and write ``grad_x`` (backward).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["RESNET50_SHAPES", "add_arguments", "main", "run"]
+
+#: ResNet-50 stage outputs at batch 32 (N, C, H, W).
+RESNET50_SHAPES: tuple[tuple[int, int, int, int], ...] = (
+    (32, 256, 56, 56),
+    (32, 512, 28, 28),
+    (32, 1024, 14, 14),
+    (32, 2048, 7, 7),
+)
+QUICK_SHAPE = (2, 8, 16, 16)
+BASELINES = ("copy", "numpy", "torch_eager", "torch_compile")
+
+
+# ---------------------------------------------------------------------- CLI glue
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(v) for v in text.replace("x", ",").split(",") if v.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"bad shape {text!r}: {exc}") from None
+    if len(dims) < 3 or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"shape must be N,C,*spatial with dims >= 1: {text!r}")
+    return dims
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``bench`` options to ``parser``."""
+    parser.add_argument("--shape", type=_shape, action="append", metavar="N,C,H,W",
+                        help="shape to time (repeatable); default: ResNet-50 stages, batch 32")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--method", choices=("paper", "exact"), default="paper")
+    parser.add_argument("--lam", type=float, default=1e-4, help="lambda (default 1e-4)")
+    parser.add_argument("--repeat", type=int, default=10, metavar="N",
+                        help="best of N timed runs after one warm-up (default 10)")
+    parser.add_argument("--backward", action="store_true",
+                        help="also time the backward (vector-Jacobian product)")
+    parser.add_argument("--backend", default="cpu", choices=("cpu", "cuda", "numpy", "auto"),
+                        help="backend of the timed kernel (default cpu)")
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baselines")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip torch.compile (its compile takes tens of seconds)")
+    parser.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"one small shape {QUICK_SHAPE}, 3 repeats (smoke test)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--plot", metavar="FILE.png", help="save a bar chart of the ratios")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m simam_ref.bench``."""
+    parser = argparse.ArgumentParser(prog="simam bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+# ----------------------------------------------------------------------- timing
+def _best(fn: Callable[[], Any], repeat: int, budget_s: float = 20.0) -> float:
+    """Best wall time of ``repeat`` calls after one warm-up (fewer if over budget)."""
+    t0 = time.perf_counter()
+    fn()
+    first = time.perf_counter() - t0
+    n = max(1, min(repeat, int(budget_s / max(first, 1e-9))))
+    best = math.inf
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+_COPY = None
+
+
+def _parallel_copy() -> Callable[[np.ndarray, np.ndarray], None]:
+    """A Numba ``prange`` copy of a flat array (compiled once, cached)."""
+    global _COPY
+    if _COPY is None:
+        from numba import njit, prange
+
+        @njit(parallel=True, cache=True)
+        def copy(src, dst):  # pragma: no cover - compiled
+            for i in prange(src.shape[0]):
+                dst[i] = src[i]
+
+        _COPY = copy
+    return _COPY
+
+
+# ------------------------------------------------------------------- torch side
+def _torch_formula(torch: Any, lam: float, ndim: int) -> Callable[[Any], Any]:
+    dims = tuple(range(2, ndim))
+
+    def simam_official(x):
+        n = math.prod(x.shape[2:]) - 1
+        d = (x - x.mean(dim=dims, keepdim=True)).pow(2)
+        e_inv = d / (4 * (d.sum(dim=dims, keepdim=True) / n + lam)) + 0.5
+        return x * torch.sigmoid(e_inv)
+
+    return simam_official
+
+
+def _torch_setup(no_torch: bool) -> tuple[Any, str | None]:
+    if no_torch:
+        return None, "skipped (--no-torch)"
+    try:
+        import numba
+        import torch
+    except ImportError as exc:
+        return None, f"torch not installed ({exc})"
+    torch.set_num_threads(numba.get_num_threads())
+    return torch, None
+
+
+def _torch_fns(torch: Any, lam: float, ndim: int, backward: bool, compiled: bool):
+    f = _torch_formula(torch, lam, ndim)
+    if compiled:
+        f = torch.compile(f, dynamic=False)
+    if not backward:
+        return f
+
+    def vjp(x, g):
+        xg = x.detach().requires_grad_(True)
+        return torch.autograd.grad(f(xg), xg, g)[0]
+
+    return vjp
+
+
+# ----------------------------------------------------------------------- driver
+def _machine() -> dict[str, Any]:
+    cpu_name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu_name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import numba
+
+    info: dict[str, Any] = {
+        "cpu": cpu_name,
+        "cores": os.cpu_count(),
+        "numba_threads": numba.get_num_threads(),
+        "numba": numba.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        info["torch"] = None
+    return info
+
+
+def _ratios(times: dict[str, float | None]) -> dict[str, float | None]:
+    k = times.get("kernel")
+
+    def div(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None or b == 0 else a / b
+
+    return {
+        "kernel/copy": div(k, times.get("copy")),
+        "eager/kernel": div(times.get("torch_eager"), k),
+        "compile/kernel": div(times.get("torch_compile"), k),
+        "numpy/kernel": div(times.get("numpy"), k),
+    }
+
+
+def _tasks(args: argparse.Namespace, torch_ok: bool) -> list[str]:
+    names = ["kernel", "copy"]
+    if not args.no_numpy:
+        names.append("numpy")
+    if torch_ok:
+        names.append("torch_eager")
+        if not args.no_compile:
+            names.append("torch_compile")
+    return names
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark described by ``args`` (see :func:`add_arguments`)."""
+    from . import simam, simam_backward
+
+    shapes = [QUICK_SHAPE] if args.quick else list(args.shape or RESNET50_SHAPES)
+    repeat = 3 if args.quick else max(1, args.repeat)
+    dtype = np.dtype(args.dtype)
+    torch, torch_reason = _torch_setup(args.no_torch)
+    passes = ["forward"] + (["backward"] if args.backward else [])
+    names = _tasks(args, torch is not None)
+    total = len(shapes) * len(passes) * len(names)
+    step = 0
+    results = []
+    rng = np.random.default_rng(args.seed)
+    for shape in shapes:
+        label = "x".join(map(str, shape))
+        x = rng.standard_normal(shape).astype(dtype)
+        g = rng.standard_normal(shape).astype(dtype)
+        out = np.empty_like(x)
+        for kind in passes:
+            times: dict[str, float | None] = {}
+            unavailable: dict[str, str] = {}
+            if torch is None:
+                unavailable.update(torch_eager=torch_reason, torch_compile=torch_reason)
+            if args.no_numpy:
+                unavailable["numpy"] = "skipped (--no-numpy)"
+            if torch is not None and args.no_compile:
+                unavailable["torch_compile"] = "skipped (--no-compile)"
+            for name in names:
+                step += 1
+                print(f"[{step}/{total}] {kind} {name} {label}", file=sys.stderr, flush=True)
+                try:
+                    times[name] = _time_one(name, kind, x, g, out, args, torch,
+                                            simam, simam_backward, repeat)
+                except Exception as exc:  # a baseline failing must not stop the run
+                    if name == "kernel":
+                        raise
+                    times[name] = None
+                    unavailable[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            nbytes = x.nbytes * (2 if kind == "forward" else 3)
+            k = times["kernel"]
+            results.append({
+                "shape": list(shape),
+                "pass": kind,
+                "bytes": nbytes,
+                "times_s": {n: times.get(n) for n in ("kernel", *BASELINES)},
+                "gbps": {n: (nbytes if n != "copy" else 2 * x.nbytes) / t / 1e9
+                         for n, t in times.items() if t},
+                "kernel_gbps": nbytes / k / 1e9,
+                "ratios": _ratios(times),
+                "unavailable": unavailable,
+            })
+    report = {
+        "machine": _machine(),
+        "config": {"dtype": dtype.name, "method": args.method, "lam": args.lam,
+                   "repeat": repeat, "backend": args.backend,
+                   "torch_formula": "paper (official)"},
+        "results": results,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_table(report))
+    if args.plot:
+        plot(report, args.plot)
+    return 0
+
+
+def _time_one(name, kind, x, g, out, args, torch, simam, simam_backward, repeat) -> float:
+    lam, method = args.lam, args.method
+    if name == "kernel":
+        if kind == "forward":
+            return _best(lambda: simam(x, lam, method=method, out=out, backend=args.backend),
+                         repeat)
+        return _best(lambda: simam_backward(x, g, lam, method=method, out=out,
+                                            backend=args.backend), repeat)
+    if name == "copy":
+        copy = _parallel_copy()
+        src, dst = x.reshape(-1), out.reshape(-1)
+        return _best(lambda: copy(src, dst), repeat)
+    if name == "numpy":
+        if kind == "forward":
+            return _best(lambda: simam(x, lam, method=method, out=out, backend="numpy"), repeat)
+        return _best(lambda: simam_backward(x, g, lam, method=method, out=out,
+                                            backend="numpy"), repeat)
+    fn = _torch_fns(torch, lam, x.ndim, kind == "backward", name == "torch_compile")
+    tx, tg = torch.from_numpy(x), torch.from_numpy(g)
+    with torch.inference_mode(kind == "forward"):
+        if kind == "forward":
+            return _best(lambda: fn(tx), repeat)
+        return _best(lambda: fn(tx, tg), repeat)
+
+
+# ----------------------------------------------------------------------- output
+def _fmt(v: float | None, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The human-readable table of a :func:`run` report."""
+    m, c = report["machine"], report["config"]
+    lines = [
+        f"simam bench  {m['date']}  {m['cpu']}  cores={m['cores']}  "
+        f"numba threads={m['numba_threads']}  dtype={c['dtype']}  method={c['method']}  "
+        f"best of {c['repeat']}",
+        f"{'pass':8} {'shape':>16} {'kernel ms':>10} {'GB/s':>7} {'copy ms':>8} "
+        f"{'numpy ms':>9} {'eager ms':>9} {'compile ms':>10} | {'k/copy':>7} "
+        f"{'eager/k':>8} {'compile/k':>9} {'numpy/k':>8}",
+    ]
+    notes = []
+    for r in report["results"]:
+        t, q = r["times_s"], r["ratios"]
+        ms = {k: (None if v is None else v * 1e3) for k, v in t.items()}
+        lines.append(
+            f"{r['pass']:8} {'x'.join(map(str, r['shape'])):>16} {_fmt(ms['kernel'], '10.3f')} "
+            f"{_fmt(r['kernel_gbps'], '7.1f')} {_fmt(ms['copy'], '8.3f')} "
+            f"{_fmt(ms['numpy'], '9.2f')} {_fmt(ms['torch_eager'], '9.2f')} "
+            f"{_fmt(ms['torch_compile'], '10.2f')} | {_fmt(q['kernel/copy'], '7.2f')} "
+            f"{_fmt(q['eager/kernel'], '8.1f')} {_fmt(q['compile/kernel'], '9.1f')} "
+            f"{_fmt(q['numpy/kernel'], '8.1f')}"
+        )
+        for name, why in r["unavailable"].items():
+            note = f"  {name}: {why}"
+            if note not in notes:
+                notes.append(note)
+    if notes:
+        lines.append("unavailable:")
+        lines.extend(notes)
+    return "\n".join(lines)
+
+
+def plot(report: dict[str, Any], path: str) -> None:
+    """Save a bar chart of the ratios of ``report`` to ``path`` (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = ["kernel/copy", "eager/kernel", "compile/kernel", "numpy/kernel"]
+    res = report["results"]
+    labels = [f"{r['pass'][:3]} {'x'.join(map(str, r['shape']))}" for r in res]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(res)), 4))
+    width = 0.8 / len(keys)
+    for i, k in enumerate(keys):
+        vals = [r["ratios"][k] or 0.0 for r in res]
+        ax.bar(np.arange(len(res)) + (i - 1.5) * width, vals, width, label=k)
+    ax.set_xticks(np.arange(len(res)), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_ylabel("ratio (log)")
+    c = report["config"]
+    ax.set_title(f"SimAM {c['dtype']} {c['method']} ({report['machine']['cpu']})", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Numba kernels: ``cpu`` (``@njit(parallel=True)``) and ``cuda`` (Numba CUDA target)."""

@@ -1,0 +1,30 @@
+"""Shared pytest setup.
+
+Without an NVIDIA GPU, run the CUDA kernel tests under Numba's CUDA simulator:
+``NUMBA_ENABLE_CUDASIM`` must be set before ``numba.cuda`` is first imported.
+"""
+
+import os
+import shutil
+
+
+def _has_nvidia_gpu() -> bool:
+    """True when an NVIDIA driver device node or ``nvidia-smi`` is present."""
+    return os.path.exists("/dev/nvidiactl") or shutil.which("nvidia-smi") is not None
+
+
+if not _has_nvidia_gpu():
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _small_cuda_blocks(monkeypatch):
+    """Under the simulator every CUDA thread is a Python thread: keep blocks small."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+        from simam_ref.kernels import cuda
+
+        monkeypatch.setattr(cuda, "THREADS_PER_BLOCK", 32)
+        monkeypatch.setattr(cuda, "GROUP_MIN", 8)

@@ -1,0 +1,370 @@
+"""Numba CPU kernels (``backend="cpu"``) against independent float64 transcriptions.
+
+Covers: the official formula (paper), a brute-force leave-one-out minimiser of
+eq 2 (exact), the NumPy backend (forward and backward), layouts (1D/2D/3D
+spatial, odd sizes, M=2, non-contiguous, ``axes=``, ``out=x``), float32 accuracy,
+determinism across runs, thread counts and the within-channel split path.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from simam_ref import simam, simam_backward
+from simam_ref.kernels import cpu
+
+LAM = 1e-4
+
+
+# ------------------------------------------------------------ independent oracles
+def official_paper(x: np.ndarray, lam: float, axes: tuple[int, ...]) -> np.ndarray:
+    """The official module's formula, line by line, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    n = int(np.prod([x.shape[a] for a in axes])) - 1
+    d = (x - x.mean(axis=axes, keepdims=True)) ** 2
+    v = d.sum(axis=axes, keepdims=True) / n
+    e_inv = d / (4.0 * (v + lam)) + 0.5
+    return x / (1.0 + np.exp(-e_inv))
+
+
+def brute_exact_channel(ch: np.ndarray, lam: float) -> np.ndarray:
+    """Minimise eq 2 for every neuron by solving its 2x2 normal equations."""
+    x = np.asarray(ch, dtype=np.float64).ravel()
+    k = x.size - 1
+    y = np.empty_like(x)
+    for t_idx in range(x.size):
+        t = x[t_idx]
+        o = np.delete(x, t_idx)
+        sx, sxx = o.sum(), (o * o).sum()
+        a = np.array([[sxx / k + t * t + lam, sx / k + t], [sx / k + t, 2.0]])
+        w, b = np.linalg.solve(a, np.array([t - sx / k, 0.0]))
+        e = np.mean((-1.0 - (w * o + b)) ** 2) + (1.0 - (w * t + b)) ** 2 + lam * w * w
+        y[t_idx] = t / (1.0 + np.exp(-1.0 / e))
+    return y.reshape(np.shape(ch))
+
+
+def brute_exact(x: np.ndarray, lam: float) -> np.ndarray:
+    """Brute-force exact SimAM of an ``(N, C, *spatial)`` array."""
+    x64 = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x64)
+    for idx in np.ndindex(*x64.shape[:2]):
+        out[idx] = brute_exact_channel(x64[idx], lam)
+    return out
+
+
+def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
+    a64 = np.asarray(a, dtype=np.float64)
+    return float(np.max(np.abs(a64 - ref) / np.maximum(np.abs(ref), 1e-300)))
+
+
+def sample(shape, dtype, seed=0, loc=0.5, scale=2.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape) * scale + loc).astype(dtype)
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Tiny blocks and a low split threshold: multi-block sums and the split path
+    run on small arrays."""
+    monkeypatch.setattr(cpu, "BLOCK", 64)
+    monkeypatch.setattr(cpu, "SPLIT_MIN_M", 128)
+    return cpu
+
+
+def force_path(monkeypatch, split: bool) -> None:
+    monkeypatch.setattr(cpu, "use_split", lambda c, m: split)
+
+
+@pytest.fixture
+def threads():
+    """Restore Numba's thread count after a test changes it."""
+    before = numba.get_num_threads()
+    yield numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ accuracy
+SHAPES = [
+    (2, 3, 5, 7),  # odd 2D
+    (1, 2, 2),  # 1D spatial, M = 2
+    (3, 1, 1, 2),  # M = 2 in 2D
+    (2, 2, 3, 4, 5),  # 3D spatial
+    (1, 3, 17),  # 1D odd
+    (2, 4, 56, 56),
+    (4, 8, 7, 7),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_paper_float64_matches_official_formula(shape):
+    x = sample(shape, np.float64, seed=1)
+    axes = tuple(range(2, len(shape)))
+    y = simam(x, LAM, backend="cpu")
+    assert y.dtype == np.float64
+    assert rel_err(y, official_paper(x, LAM, axes)) < 1e-13
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_paper_float32_within_1e6_of_float64_formula(shape):
+    x = sample(shape, np.float32, seed=2)
+    axes = tuple(range(2, len(shape)))
+    y = simam(x, LAM, backend="cpu")
+    assert y.dtype == np.float32
+    assert rel_err(y, official_paper(x.astype(np.float64), LAM, axes)) < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 2), (2, 2, 3, 3), (1, 1, 2, 3, 2), (1, 2, 11)])
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-11), (np.float32, 1e-6)])
+def test_exact_matches_brute_force_leave_one_out(shape, dtype, tol):
+    x = sample(shape, dtype, seed=3)
+    y = simam(x, LAM, method="exact", backend="cpu")
+    assert rel_err(y, brute_exact(x.astype(np.float64), LAM)) < tol
+
+
+@pytest.mark.parametrize("method", ["paper", "exact"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", SHAPES + [(1, 1, 300, 301)])
+def test_forward_matches_numpy_backend(shape, dtype, method):
+    x = sample(shape, dtype, seed=4)
+    y = simam(x, 0.1, method=method, backend="cpu")
+    ref = simam(x.astype(np.float64), 0.1, method=method, backend="numpy")
+    assert rel_err(y, ref) < (1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_float32_large_offset_channel_keeps_accuracy():
+    # mean >> spread: u = x - mu must not be formed in float32
+    x = sample((2, 3, 20, 20), np.float32, seed=5, loc=1000.0, scale=0.5)
+    y = simam(x, LAM, backend="cpu")
+    assert rel_err(y, official_paper(x.astype(np.float64), LAM, (2, 3))) < 1e-6
+
+
+@pytest.mark.parametrize("method", ["paper", "exact"])
+@pytest.mark.parametrize("scale", [1e300, 1e-300, 1e200, 2.0**-1060])
+def test_float64_extreme_scales_match_numpy_backend(scale, method, small_blocks):
+    # exercises the power-of-two scaling path (and, with small blocks, the split path)
+    x = sample((1, 2, 20, 20), np.float64, seed=6) * scale
+    y = simam(x, LAM, method=method, backend="cpu")
+    ref = simam(x, LAM, method=method, backend="numpy")
+    assert np.all(np.isfinite(y))
+    assert rel_err(y, ref) < 1e-12
+
+
+@pytest.mark.parametrize("method", ["paper", "exact"])
+@pytest.mark.parametrize("scale", [1e36, 1e-30])
+def test_float32_extreme_values_stay_finite(scale, method):
+    x = sample((1, 2, 8, 8), np.float32, seed=7) * np.float32(scale)
+    y = simam(x, LAM, method=method, backend="cpu")
+    assert np.all(np.isfinite(y))
+    ref = simam(x.astype(np.float64), LAM, method=method, backend="numpy")
+    assert rel_err(y, ref) < 1e-6
+
+
+def test_constant_channel_gain_is_sigmoid_half():
+    x = np.full((1, 2, 4, 4), 3.25, dtype=np.float32)
+    y = simam(x, LAM, backend="cpu")
+    np.testing.assert_allclose(y, 3.25 / (1.0 + np.exp(-0.5)), rtol=2e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_stays_in_its_channel(dtype):
+    x = sample((2, 3, 6, 6), dtype, seed=8)
+    clean = simam(x, LAM, backend="cpu")
+    x[1, 2, 3, 4] = np.nan
+    y = simam(x, LAM, backend="cpu")
+    assert np.all(np.isnan(y[1, 2]))
+    mask = np.ones((2, 3), bool)
+    mask[1, 2] = False
+    np.testing.assert_array_equal(y[mask], clean[mask])
+
+
+@pytest.mark.parametrize("method", ["paper", "exact"])
+@pytest.mark.parametrize("value, lam", [(1e300, 1e-4), (3.0, 1e-320), (-2.5e-310, 1e-4)])
+def test_constant_channel_extreme_is_finite(value, lam, method):
+    # S2 == 0 with a (scaled) lam that underflows: 1/(4 lam) overflows; E must be 1/2
+    x = np.full((1, 2, 4, 4), value)
+    y = simam(x, lam, method=method, backend="cpu")
+    np.testing.assert_allclose(y, value / (1.0 + np.exp(-0.5)), rtol=1e-15)
+    g = simam_backward(x, np.ones_like(x), lam, method=method, backend="cpu")
+    assert np.all(np.isfinite(g))
+
+
+def test_infinite_gain_argument_gives_unit_gain():
+    # exact method, one outlier, tiny lam: its leave-one-out variance is 0, so E is
+    # huge (or +inf) -> gain exactly 1
+    x = np.zeros((1, 1, 64), np.float32)
+    x[0, 0, 5] = 1.0
+    y = simam(x, 1e-30, method="exact", backend="cpu")
+    assert y[0, 0, 5] == np.float32(1.0)
+
+
+# -------------------------------------------------------------------- layouts
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_non_contiguous_input(dtype):
+    base = sample((3, 4, 10, 12), dtype, seed=9)
+    x = base[:, ::2, :, ::2]
+    y = simam(x, LAM, backend="cpu")
+    ref = simam(np.ascontiguousarray(x), LAM, backend="cpu")
+    np.testing.assert_array_equal(y, ref)
+    xt = base.transpose(0, 1, 3, 2)
+    np.testing.assert_array_equal(
+        simam(xt, LAM, backend="cpu"), simam(np.ascontiguousarray(xt), LAM, backend="cpu")
+    )
+
+
+@pytest.mark.parametrize("axes", [(1,), (0, 2), -1])
+def test_axes_argument(axes):
+    x = sample((4, 5, 6), np.float64, seed=10)
+    ax = tuple(sorted(a % 3 for a in np.atleast_1d(axes)))
+    y = simam(x, LAM, axes=axes, backend="cpu")
+    assert rel_err(y, official_paper(x, LAM, ax)) < 1e-13
+
+
+@pytest.mark.parametrize("method", ["paper", "exact"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_in_place_out_is_x(dtype, method):
+    x = sample((2, 3, 9, 9), dtype, seed=11)
+    expected = simam(x, LAM, method=method, backend="cpu")
+    before = x.copy()
+    y = simam(x, LAM, method=method, backend="cpu")
+    np.testing.assert_array_equal(x, before)  # input untouched without out=
+    res = simam(x, LAM, method=method, out=x, backend="cpu")
+    assert res is x
+    np.testing.assert_array_equal(x, expected)
+    np.testing.assert_array_equal(y, expected)
+
+
+def test_out_argument_separate_array():
+    x = sample((2, 3, 5, 5), np.float32, seed=12)
+    out = np.empty_like(x)
+    res = simam(x, LAM, out=out, backend="cpu")
+    assert res is out
+    np.testing.assert_array_equal(out, simam(x, LAM, backend="cpu"))
+
+
+# ------------------------------------------------------------------- backward
+@pytest.mark.parametrize("method", ["paper", "exact"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 2, 2), (2, 2, 3, 4, 5), (2, 3, 56, 56)])
+def test_backward_matches_numpy_backend(shape, dtype, method):
+    x = sample(shape, dtype, seed=13)
+    g = sample(shape, dtype, seed=14, loc=0.0, scale=1.0)
+    gx = simam_backward(x, g, 0.1, method=method, backend="cpu")
+    ref = simam_backward(x.astype(np.float64), g.astype(np.float64), 0.1, method=method,
+                         backend="numpy")
+    assert gx.dtype == dtype
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    # relative to each channel's gradient scale (the VJP has cancellation)
+    scale = np.max(np.abs(ref), axis=tuple(range(2, len(shape))), keepdims=True)
+    assert np.max(np.abs(gx - ref) / scale) < tol
+
+
+@pytest.mark.parametrize("method", ["paper", "exact"])
+def test_backward_matches_finite_differences(method):
+    x = sample((1, 1, 3, 3), np.float64, seed=15)
+    g = sample((1, 1, 3, 3), np.float64, seed=16, loc=0.0, scale=1.0)
+    gx = simam_backward(x, g, 0.05, method=method, backend="cpu")
+    h = 1e-6
+    fd = np.empty_like(x)
+    for idx in np.ndindex(*x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        fp = np.sum(g * simam(xp, 0.05, method=method, backend="cpu"))
+        fm = np.sum(g * simam(xm, 0.05, method=method, backend="cpu"))
+        fd[idx] = (fp - fm) / (2 * h)
+    np.testing.assert_allclose(gx, fd, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_out_aliases_x_or_grad(dtype):
+    x = sample((2, 3, 6, 6), dtype, seed=17)
+    g = sample((2, 3, 6, 6), dtype, seed=18, loc=0.0)
+    expected = simam_backward(x, g, LAM, backend="cpu")
+    x1, g1 = x.copy(), g.copy()
+    simam_backward(x1, g1, LAM, out=x1, backend="cpu")
+    np.testing.assert_array_equal(x1, expected)
+    np.testing.assert_array_equal(g1, g)
+    x2, g2 = x.copy(), g.copy()
+    simam_backward(x2, g2, LAM, out=g2, backend="cpu")
+    np.testing.assert_array_equal(g2, expected)
+    np.testing.assert_array_equal(x2, x)
+
+
+# ---------------------------------------------------------------- determinism
+def both(x, g, method):
+    return (simam(x, LAM, method=method, backend="cpu"),
+            simam_backward(x, g, LAM, method=method, backend="cpu"))
+
+
+@pytest.mark.parametrize("method", ["paper", "exact"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bit_identical_across_thread_counts(dtype, method, threads, small_blocks):
+    if threads < 2:
+        pytest.skip("needs more than one Numba thread")
+    # 9 channels of M=400: channel path, multi-block sums; (1, 1, 3000): split path
+    for shape in [(3, 3, 20, 20), (1, 1, 3000)]:
+        x = sample(shape, dtype, seed=19)
+        g = sample(shape, dtype, seed=20, loc=0.0)
+        numba.set_num_threads(threads)
+        many = both(x, g, method)
+        numba.set_num_threads(1)
+        one = both(x, g, method)
+        for a, b in zip(many, one, strict=True):
+            assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("method", ["paper", "exact"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_path_bit_identical_to_channel_path(dtype, method, monkeypatch, small_blocks):
+    for shape in [(1, 1, 40, 37), (1, 2, 1000), (2, 3, 129)]:
+        x = sample(shape, dtype, seed=21)
+        g = sample(shape, dtype, seed=22, loc=0.0)
+        force_path(monkeypatch, True)
+        split = both(x, g, method)
+        force_path(monkeypatch, False)
+        chan = both(x, g, method)
+        for a, b in zip(split, chan, strict=True):
+            assert a.tobytes() == b.tobytes()
+        ref = simam(x.astype(np.float64), LAM, method=method, backend="numpy")
+        assert rel_err(split[0], ref) < (1e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_split_path_runs_on_large_single_channel():
+    # the default constants choose the split for one 1024x1024 channel
+    assert cpu.use_split(1, 1024 * 1024) and cpu.use_split(2, 1024 * 1024)
+    assert not cpu.use_split(4096, 3136)
+    x = sample((1, 2, 1024, 1024), np.float32, seed=23)
+    y = simam(x, LAM, backend="cpu")
+    ref = simam(x.astype(np.float64), LAM, backend="numpy")
+    assert rel_err(y, ref) < 1e-6
+
+
+def test_split_path_in_place(monkeypatch, small_blocks):
+    force_path(monkeypatch, True)
+    x = sample((1, 2, 500), np.float32, seed=24)
+    expected = simam(x, LAM, backend="cpu")
+    simam(x, LAM, out=x, backend="cpu")
+    np.testing.assert_array_equal(x, expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_run_to_run_bit_identical(dtype):
+    x = sample((4, 16, 28, 28), dtype, seed=25)
+    g = sample((4, 16, 28, 28), dtype, seed=26, loc=0.0)
+    first = both(x, g, "paper")
+    for _ in range(3):
+        again = both(x, g, "paper")
+        for a, b in zip(first, again, strict=True):
+            assert a.tobytes() == b.tobytes()
+
+
+def test_kernel_rejects_bad_arrays():
+    x = np.zeros((2, 8), np.float32)
+    with pytest.raises(ValueError):
+        cpu.forward_2d(x, LAM, False, np.zeros((2, 8), np.float64))
+    with pytest.raises(ValueError):
+        cpu.forward_2d(np.zeros((2, 8, 2), np.float32)[:, :, 0], LAM, False, x)
+    with pytest.raises(TypeError):
+        cpu.forward_2d(x.astype(np.int32), LAM, False, x.astype(np.int32))

@@ -1,0 +1,356 @@
+"""CUDA kernels (``backend="cuda"``): on a GPU, or under Numba's CUDA simulator.
+
+``tests/conftest.py`` turns the simulator on when no NVIDIA GPU is present.  The
+simulator runs every thread as a Python thread, so the launch settings are lowered
+(16 threads per block, groups of 4) and shapes stay tiny; the same tests run
+unchanged on a real GPU, where a few extra ones use the production settings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from simam_ref import simam, simam_backward
+from simam_ref.kernels import cuda as kcuda
+
+if not kcuda.available():
+    pytest.skip(f"CUDA backend unavailable: {kcuda.unavailable_reason()}", allow_module_level=True)
+
+from numba import cuda  # noqa: E402  (after the availability check)
+
+SIM = kcuda.simulator_enabled()
+LAM = 1e-2
+METHODS = ("paper", "exact")
+DTYPES = (np.float32, np.float64)
+TOL = {np.float32: dict(rtol=2e-6, atol=1e-7), np.float64: dict(rtol=1e-12, atol=1e-14)}
+SIG_HALF = 1.0 / (1.0 + math.exp(-0.5))
+
+
+@pytest.fixture(autouse=True)
+def small_launch(monkeypatch):
+    """Tiny blocks: 16 threads, groups of 4 threads per small channel."""
+    monkeypatch.setattr(kcuda, "THREADS_PER_BLOCK", 16)
+    monkeypatch.setattr(kcuda, "GROUP_MIN", 4)
+    monkeypatch.setattr(kcuda, "ELEMENTS_PER_THREAD", 2)
+
+
+# ------------------------------------------------------------- independent truth
+def official(x: np.ndarray, lam: float, axes: tuple[int, ...] = (2, 3)) -> np.ndarray:
+    """The official module's formula, written out in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    n = math.prod(x.shape[a] for a in axes) - 1
+    d = (x - x.mean(axis=axes, keepdims=True)) ** 2
+    e_inv = d / (4.0 * (d.sum(axis=axes, keepdims=True) / n + lam)) + 0.5
+    return x / (1.0 + np.exp(-e_inv))
+
+
+def leave_one_out(x: np.ndarray, lam: float) -> np.ndarray:
+    """Exact minimiser of eq 2 per neuron, from the other M-1 neurons (last axis = M)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.empty_like(x)
+    m = x.shape[-1]
+    for idx in np.ndindex(x.shape[:-1]):
+        row = x[idx]
+        for t in range(m):
+            others = np.delete(row, t)
+            mu, var = others.mean(), others.var()
+            e_inv = (row[t] - mu) ** 2 / (4.0 * (var + lam)) + 0.5
+            y[idx + (t,)] = row[t] / (1.0 + math.exp(-e_inv))
+    return y
+
+
+def truth(x: np.ndarray, lam: float, method: str) -> np.ndarray:
+    """Float64 forward of ``(N, C, H, W)`` input by an independent transcription."""
+    if method == "paper":
+        return official(x, lam)
+    flat = np.asarray(x, dtype=np.float64).reshape(x.shape[0], x.shape[1], -1)
+    return leave_one_out(flat, lam).reshape(x.shape)
+
+
+def vjp_check(x: np.ndarray, g: np.ndarray, grad: np.ndarray, lam: float, method: str) -> None:
+    """``<grad, v>`` against a central difference of ``<g, f(x + h v)>`` in float64."""
+    rng = np.random.default_rng(7)
+    v = rng.standard_normal(x.shape)
+    h = 1e-5
+    fd = (np.vdot(g, truth(x + h * v, lam, method)) - np.vdot(g, truth(x - h * v, lam, method)))
+    np.testing.assert_allclose(np.vdot(grad, v), fd / (2 * h), rtol=1e-6)
+
+
+def sample(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape) * 2.0 + 0.5).astype(dtype)
+
+
+def to_host(a):
+    return a.copy_to_host()
+
+
+# --------------------------------------------------------------------- settings
+def test_available_and_layout_choice():
+    assert kcuda.available() and kcuda.unavailable_reason() == ""
+    _, tpb, group = kcuda.launch_config(6, 6)
+    assert (tpb, group) == (16, 4)  # four tiny channels per block
+    blocks, tpb, group = kcuda.launch_config(3, 40)
+    assert (blocks, group) == (3, tpb)  # one block per channel
+
+
+def test_threads_per_block_must_be_power_of_two(monkeypatch):
+    monkeypatch.setattr(kcuda, "THREADS_PER_BLOCK", 24)
+    with pytest.raises(ValueError, match="power of two"):
+        kcuda.launch_config(4, 8)
+
+
+# ------------------------------------------------------------------ NumPy input
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", METHODS)
+def test_forward_numpy_input(dtype, method):
+    x = sample((2, 3, 2, 3), dtype)  # M = 6: four channels per block
+    x_before = x.copy()
+    y = simam(x, LAM, method=method, backend="cuda")
+    assert y.dtype == dtype and y.shape == x.shape
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_allclose(y, simam(x, LAM, method=method, backend="numpy"), **TOL[dtype])
+    np.testing.assert_allclose(y, truth(x, LAM, method), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", METHODS)
+def test_backward_numpy_input(dtype, method):
+    x = sample((1, 3, 2, 3), dtype, seed=1)
+    g = sample((1, 3, 2, 3), dtype, seed=2)
+    grad = simam_backward(x, g, LAM, method=method, backend="cuda")
+    ref = simam_backward(x, g, LAM, method=method, backend="numpy")
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(grad, ref, rtol=TOL[dtype]["rtol"], atol=4e-7 * scale)
+    if dtype == np.float64:
+        vjp_check(x, g, grad, LAM, method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_block_per_channel_layout(method):
+    """M = 40 > 16 threads * 2: one whole block per channel, grid-strided."""
+    assert kcuda.launch_config(2, 40)[2] == kcuda.THREADS_PER_BLOCK
+    x = sample((1, 2, 5, 8), np.float64, seed=3)
+    g = sample((1, 2, 5, 8), np.float64, seed=4)
+    y = simam(x, LAM, method=method, backend="cuda")
+    np.testing.assert_allclose(y, truth(x, LAM, method), **TOL[np.float64])
+    grad = simam_backward(x, g, LAM, method=method, backend="cuda")
+    np.testing.assert_allclose(grad, simam_backward(x, g, LAM, method=method, backend="numpy"),
+                               rtol=1e-11, atol=1e-13)
+
+
+def test_grid_stride_over_channel_batches(monkeypatch):
+    monkeypatch.setattr(kcuda, "MAX_BLOCKS", 1)
+    x = sample((3, 3, 1, 5), np.float32, seed=5)  # 9 channels, 4 per block, 1 block
+    np.testing.assert_allclose(simam(x, LAM, backend="cuda"), official(x, LAM), **TOL[np.float32])
+
+
+def test_in_place_numpy():
+    x = sample((2, 2, 3, 2), np.float32, seed=6)
+    expected = official(x, LAM)
+    out = simam(x, LAM, out=x, backend="cuda")
+    assert out is x
+    np.testing.assert_allclose(x, expected, **TOL[np.float32])
+
+
+# ------------------------------------------------------------------ device input
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", METHODS)
+def test_device_input_forward_and_backward(dtype, method):
+    x = sample((1, 4, 2, 2), dtype, seed=8)
+    g = sample((1, 4, 2, 2), dtype, seed=9)
+    xd, gd = cuda.to_device(x), cuda.to_device(g)
+    yd = simam(xd, LAM, method=method)  # backend="auto" picks CUDA for device input
+    assert getattr(yd, "__cuda_ndarray__", False)  # a Numba device array
+    np.testing.assert_allclose(to_host(yd), truth(x, LAM, method), **TOL[dtype])
+    gradd = simam_backward(xd, gd, LAM, method=method, backend="cuda")
+    ref = simam_backward(x, g, LAM, method=method, backend="numpy")
+    np.testing.assert_allclose(to_host(gradd), ref, rtol=TOL[dtype]["rtol"],
+                               atol=4e-7 * np.abs(ref).max())
+    np.testing.assert_array_equal(to_host(xd), x)
+
+
+def test_device_out_and_in_place():
+    x = sample((2, 2, 2, 3), np.float32, seed=10)
+    xd = cuda.to_device(x)
+    out = cuda.device_array_like(xd)
+    assert simam(xd, LAM, out=out, backend="cuda") is out
+    np.testing.assert_allclose(to_host(out), official(x, LAM), **TOL[np.float32])
+    assert simam(xd, LAM, out=xd) is xd
+    np.testing.assert_allclose(to_host(xd), to_host(out), rtol=0, atol=0)
+
+
+def test_device_backward_out_may_be_grad_out():
+    x = sample((1, 3, 2, 2), np.float64, seed=11)
+    g = sample((1, 3, 2, 2), np.float64, seed=12)
+    xd, gd = cuda.to_device(x), cuda.to_device(g)
+    assert simam_backward(xd, gd, LAM, out=gd) is gd
+    np.testing.assert_allclose(to_host(gd), simam_backward(x, g, LAM, backend="numpy"),
+                               rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_non_trailing_axes(method):
+    """Channels-last ``(N, H, W, C)``: gather into scratch, scatter into ``out``."""
+    x = sample((2, 2, 3, 2), np.float64, seed=13)
+    g = sample((2, 2, 3, 2), np.float64, seed=14)
+    ref = simam(x, LAM, method=method, axes=(1, 2), backend="numpy")
+    np.testing.assert_allclose(simam(x, LAM, method=method, axes=(1, 2), backend="cuda"), ref,
+                               rtol=1e-12, atol=1e-14)
+    xd = cuda.to_device(x)
+    np.testing.assert_allclose(to_host(simam(xd, LAM, method=method, axes=(1, 2))), ref,
+                               rtol=1e-12, atol=1e-14)
+    assert simam(xd, LAM, method=method, axes=(1, 2), out=xd) is xd  # in place, gathered
+    np.testing.assert_allclose(to_host(xd), ref, rtol=1e-12, atol=1e-14)
+    gref = simam_backward(x, g, LAM, method=method, axes=(1, 2), backend="numpy")
+    gd = simam_backward(cuda.to_device(x), cuda.to_device(g), LAM, method=method, axes=(1, 2))
+    np.testing.assert_allclose(to_host(gd), gref, rtol=1e-11, atol=1e-13)
+
+
+def test_permuted_device_view_is_free():
+    """A transposed view whose (others, spatial) order is C-contiguous runs in place."""
+    base = sample((2, 3, 2, 2), np.float32, seed=15)  # memory order (N, C, H, W)
+    x_nhwc = np.ascontiguousarray(base.transpose(0, 2, 3, 1))
+    xd = cuda.to_device(x_nhwc)
+    layout = kcuda._DeviceLayout((2, 2, 2, 3), (1, 2))
+    assert layout.rows_view(xd) is None  # NHWC with spatial (1, 2): needs a gather
+    dn = cuda.to_device(base)
+    layout2 = kcuda._DeviceLayout((2, 3, 2, 2), (2, 3))
+    assert layout2.rows_view(dn) is not None
+
+
+# ------------------------------------------------------------------------ errors
+def test_device_errors():
+    x = sample((1, 2, 2, 2), np.float32, seed=16)
+    xd = cuda.to_device(x)
+    with pytest.raises(ValueError, match="shape"):
+        simam(xd, LAM, out=cuda.device_array((1, 2, 2, 3), np.float32))
+    with pytest.raises(TypeError, match="dtype"):
+        simam(xd, LAM, out=cuda.device_array((1, 2, 2, 2), np.float64))
+    with pytest.raises(TypeError, match="device array"):
+        simam(xd, LAM, out=np.empty_like(x))
+    with pytest.raises(TypeError, match="grad_out has dtype"):
+        simam_backward(xd, cuda.to_device(x.astype(np.float64)), LAM)
+    flat = cuda.to_device(np.arange(16, dtype=np.float32))
+    xa, ob = flat[0:8].reshape(1, 2, 2, 2), flat[1:9].reshape(1, 2, 2, 2)
+    with pytest.raises(ValueError, match="partly overlaps"):
+        simam(xa, LAM, out=ob)
+    reversed_view = xd[..., ::-1]
+    if min(reversed_view.strides) < 0:  # Numba's own device slicing may not produce one
+        with pytest.raises(ValueError, match="negative stride"):
+            simam(reversed_view, LAM)
+
+
+# ---------------------------------------------------------------------- numerics
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the simulator computes with NumPy
+def test_nonfinite_stays_in_its_channel():
+    x = sample((1, 4, 2, 3), np.float64, seed=17)
+    x[0, 1, 0, 0] = np.nan
+    x[0, 2, 1, 2] = np.inf
+    y = simam(x, LAM, backend="cuda")
+    ref = simam(x, LAM, backend="numpy")
+    np.testing.assert_allclose(y, ref, rtol=1e-12, equal_nan=True)
+    assert np.isfinite(y[0, [0, 3]]).all()
+    g = np.ones_like(x)
+    grad = simam_backward(x, g, LAM, backend="cuda")
+    assert np.isfinite(grad[0, [0, 3]]).all()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_constant_and_extreme_channels():
+    x = np.empty((1, 4, 2, 3))
+    x[0, 0] = 3.0  # constant: gain sigmoid(1/2)
+    x[0, 1] = np.linspace(-1e300, 1.7e308, 6).reshape(2, 3)  # sum(x) overflows
+    x[0, 2] = np.linspace(1e-310, 9e-310, 6).reshape(2, 3)  # subnormal
+    x[0, 3] = np.array([[1.0, -2.0, 3.0], [0.5, 1e-5, 2.0]]) * 1e200
+    y = simam(x, 0.1, backend="cuda")
+    np.testing.assert_allclose(y[0, 0], 3.0 * SIG_HALF, rtol=1e-15)
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, simam(x, 0.1, backend="numpy"), rtol=1e-12, atol=0)
+    for method in METHODS:
+        g = np.linspace(-1.0, 1.0, x.size).reshape(x.shape)
+        grad = simam_backward(x[:, 1:4], g[:, 1:4], 0.1, method=method, backend="cuda")
+        ref = simam_backward(x[:, 1:4], g[:, 1:4], 0.1, method=method, backend="numpy")
+        np.testing.assert_allclose(grad, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_float32_large_values_finite():
+    x = sample((1, 2, 2, 3), np.float32, seed=18) * np.float32(1e37)
+    y = simam(x, LAM, backend="cuda")
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y, official(x.astype(np.float64) / 1e37, LAM / 1e74) * 1e37,
+                               rtol=2e-6)
+
+
+def test_float16_device_input():
+    x = sample((1, 2, 2, 3), np.float16, seed=19)
+    y = to_host(simam(cuda.to_device(x), LAM))
+    assert y.dtype == np.float16
+    np.testing.assert_allclose(y.astype(np.float64), official(x, LAM), rtol=2e-3, atol=1e-3)
+
+
+# ------------------------------------------------------------- real GPU only
+needs_gpu = pytest.mark.skipif(SIM, reason="needs a real CUDA GPU")
+
+
+@needs_gpu
+@pytest.mark.parametrize("shape", [(4, 8, 56, 56), (4, 64, 7, 7), (2, 16, 14, 14)])
+@pytest.mark.parametrize("method", METHODS)
+def test_production_settings_on_gpu(monkeypatch, shape, method):
+    monkeypatch.setattr(kcuda, "THREADS_PER_BLOCK", 256)
+    monkeypatch.setattr(kcuda, "GROUP_MIN", 32)
+    monkeypatch.setattr(kcuda, "ELEMENTS_PER_THREAD", 8)
+    x = sample(shape, np.float32, seed=20)
+    g = sample(shape, np.float32, seed=21)
+    xd, gd = cuda.to_device(x), cuda.to_device(g)
+    ref = simam(x.astype(np.float64), LAM, method=method, backend="numpy")
+    np.testing.assert_allclose(to_host(simam(xd, LAM, method=method)), ref, rtol=1e-6,
+                               atol=1e-7)
+    gref = simam_backward(x.astype(np.float64), g.astype(np.float64), LAM, method=method,
+                          backend="numpy")
+    np.testing.assert_allclose(to_host(simam_backward(xd, gd, LAM, method=method)), gref,
+                               rtol=1e-5, atol=1e-6 * np.abs(gref).max())
+
+
+@needs_gpu
+def test_torch_cuda_tensors():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA")
+    x = torch.randn(2, 3, 5, 5, device="cuda", dtype=torch.float32)
+    g = torch.randn_like(x)
+    ref = simam(x.cpu().double().numpy(), LAM, backend="numpy")
+    y = simam(x, LAM, backend="cuda")
+    np.testing.assert_allclose(y.copy_to_host(), ref, rtol=1e-6, atol=1e-7)
+    out = torch.empty_like(x)
+    assert simam(x, LAM, out=out) is out
+    np.testing.assert_allclose(out.cpu().numpy(), ref, rtol=1e-6, atol=1e-7)
+    xt = x.permute(0, 2, 3, 1)  # non-contiguous NHWC view, spatial axes (1, 2)
+    yt = simam(xt, LAM, axes=(1, 2))
+    np.testing.assert_allclose(yt.copy_to_host(), ref.transpose(0, 2, 3, 1), rtol=1e-6,
+                               atol=1e-7)
+    grad = simam_backward(x, g, LAM)
+    gref = simam_backward(x.cpu().double().numpy(), g.cpu().double().numpy(), LAM,
+                          backend="numpy")
+    np.testing.assert_allclose(grad.copy_to_host(), gref, rtol=1e-5,
+                               atol=1e-6 * np.abs(gref).max())
+
+
+# --------------------------------------------------------------- benchmark smoke
+@pytest.mark.skipif(not SIM, reason="the GPU check runs this for real on a GPU")
+def test_gpu_check_smoke(tmp_path, capsys):
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    if not script.exists():
+        pytest.skip("benchmarks/gpu_check.py not present")
+    mod = runpy.run_path(str(script))
+    out = tmp_path / "r.json"
+    assert mod["main"](["--smoke", "--json", str(out)]) == 0
+    assert out.exists() and "simam" in capsys.readouterr().out
+    assert os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
