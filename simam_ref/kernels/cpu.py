@@ -8,17 +8,20 @@ energy, analytic backward).
 
 Structure
 ---------
-* **Channel path** (many channels): ``prange`` over channels; one thread runs the
+* **Channel path** (the usual case): ``prange`` over channels; one thread runs the
   whole channel: pass 1 ``sum(x)``, pass 2 ``sum(x - mu0)``/``sum((x - mu0)**2)``,
   pass 3 the output.  A 56x56 float32 channel is 12.5 KB, so passes 2 and 3 read
-  from L1/L2 and only pass 1 and the output touch DRAM.
-* **Split path** (fewer channels than a few per thread and large ``M``): every
-  pass runs ``prange`` over ``(channel, block)`` work items.
+  from L1/L2 and only pass 1 and the output touch DRAM.  float32 channels whose
+  intermediates are far from overflow run pass 3 entirely in float32 SIMD
+  (``x - mu`` with ``mu`` split into a float32 high and low part); other channels
+  compute the energy in float64.
+* **Split path** (fewer than :data:`SPLIT_MAX_CHANNELS` channels of at least
+  :data:`SPLIT_MIN_M` neurons): every pass runs ``prange`` over ``(channel, block)``
+  work items, with partial sums over fixed blocks of :data:`BLOCK` elements added in
+  block order.
 
-Every reduction is a sum over fixed-size blocks of :data:`BLOCK` elements
-(vectorised, fixed order inside a block) whose partial sums are added in block
-order.  Both paths use the same blocking, so results are bit-identical run to
-run, for every thread count and whichever path runs.
+The path is chosen from the shape alone and every reduction has a fixed order, so
+results are bit-identical run to run and for every thread count.
 
 ``exp`` is evaluated with hand-written range reduction + polynomial whose ``2**k``
 factor is built by bit-casting an integer (:func:`exp_neg_f32`,
@@ -30,15 +33,16 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
 from numba.extending import intrinsic, overload
 
+from ..reference import LAM_FLOOR
+
 __all__ = [
     "BLOCK",
-    "SPLIT_MAX_CHANNELS_PER_THREAD",
+    "SPLIT_MAX_CHANNELS",
     "SPLIT_MIN_M",
     "backward_2d",
     "exp_neg_f32",
@@ -53,8 +57,9 @@ __all__ = [
 BLOCK = 4096
 #: The within-channel split runs only for channels at least this long ...
 SPLIT_MIN_M = 32768
-#: ... and when there are fewer than this many channels per thread.
-SPLIT_MAX_CHANNELS_PER_THREAD = 4
+#: ... and when there are fewer channels than this (a constant, never the thread
+#: count, so the path, hence the bits, depend on the shape alone).
+SPLIT_MAX_CHANNELS = 16
 
 # Fast-math sets.  ``reassoc`` lets LLVM vectorise float64 sums (the order is
 # still fixed at compile time: same binary, same bits); ``contract`` allows FMA.
@@ -139,13 +144,14 @@ def _pow2_from_magic64(typingctx, y):
 
 @njit(fastmath=_ELEM, cache=True, error_model="numpy")
 def exp_neg_f32(e: np.float32) -> np.float32:
-    """``exp(-e)`` in float32 for ``e >= 0`` (+inf gives ~1e-14, NaN gives NaN).
+    """``exp(-e)`` in float32 for ``e >= 0`` (0 beyond the clamp, NaN gives NaN).
 
-    Arguments above 32 are clamped to 32 (``1 + exp(-32) == 1`` in float32).
+    Arguments above 32 give exactly 0 (``1 + exp(-32) == 1`` in float32).
     Vectorises (no libm call).  Max relative error 1.5e-7 for e in [0, 32]
     (measured 8.8e-8; ``tests/test_fast_exp.py``).
     """
-    if e > _CLAMP32:  # NaN compares false and stays NaN
+    big = e > _CLAMP32  # NaN compares false and stays NaN
+    if big:
         e = _CLAMP32
     z = -e
     y = z * _LOG2E32 + _MAGIC32
@@ -159,17 +165,18 @@ def exp_neg_f32(e: np.float32) -> np.float32:
     p = p * r + _P32[2]
     p = p * r + _P32[1]
     p = p * r + _P32[0]
-    return p * _pow2_from_magic32(y)
+    return np.float32(0.0) if big else p * _pow2_from_magic32(y)
 
 
 @njit(fastmath=_ELEM, cache=True, error_model="numpy")
 def exp_neg_f64(e: float) -> float:
-    """``exp(-e)`` in float64 for ``e >= 0`` (clamped at 40; NaN gives NaN).
+    """``exp(-e)`` in float64 for ``e >= 0`` (exactly 0 above 40; NaN gives NaN).
 
     Degree-13 Taylor polynomial on ``|r| <= ln2/2`` (truncation < 1e-17);
     vectorises.  Max relative error 5e-16 for e in [0, 40] (measured 2.2e-16).
     """
-    if e > _CLAMP64:
+    big = e > _CLAMP64
+    if big:
         e = _CLAMP64
     z = -e
     y = z * _LOG2E64 + _MAGIC64
@@ -190,7 +197,7 @@ def exp_neg_f64(e: float) -> float:
     p = p * r + 0.5
     p = p * r + 1.0
     p = p * r + 1.0
-    return p * _pow2_from_magic64(y)
+    return 0.0 if big else p * _pow2_from_magic64(y)
 
 
 # --------------------------------------------------------- dtype-generic helpers
@@ -374,10 +381,64 @@ def _exact_f64(xv, s, mu, s2, r, r2, four_n, four_lam):
     return xv / (1.0 + exp_neg_f64(r2 * d / den + 0.5))
 
 
+@njit(fastmath=_ELEM, **_NB)
+def _paper_fast_f32(xv, mu_hi, mu_lo, kk):
+    # all float32: z**2 = (x - mu)**2 / (4 (S2/n + lam)), mu split into hi + lo parts
+    z = ((xv - mu_hi) - mu_lo) * kk
+    return xv / (_ONE32 + exp_neg_f32(z * z + _HALF32))
+
+
+@njit(fastmath=_ELEM, **_NB)
+def _exact_fast_f32(xv, mu_hi, mu_lo, kk, r2, q, floor):
+    # E - 1/2 = r^2 d / (4 (var_t + lam)) = r^2 z^2 / (1 - q z^2) with q = 4 r / n:
+    # 4 (var_t + lam) = (1 - q z^2) * 4 (S2/n + lam); the denominator is >= floor,
+    # its value at var_t = 0, which clamps rounding below the leave-one-out minimum.
+    z = ((xv - mu_hi) - mu_lo) * kk
+    z2 = z * z
+    den = _ONE32 - q * z2
+    if den < floor:
+        den = floor
+    return xv / (_ONE32 + exp_neg_f32(r2 * z2 / den + _HALF32))
+
+
+#: float32 channels use the all-float32 element loop when every intermediate is
+#: a normal float32 far from overflow (|mu|, sqrt(S2) < 2**100 and the scale ``kk``
+#: in [2**-100, 2**100]); other channels compute E in float64.
+_FAST_LIM = 2.0**100
+
+
 @njit(**_NB)
 def _fwd_block_f32(xb, ob, mu, s2, r, four_n, four_lam, c, exact, inplace):
-    # float32 input: s == 1; u and E in float64, exp and the output in float32
+    # float32 input: s == 1
     nb = xb.shape[0]
+    kk64 = math.sqrt(c)  # c = 1 / (4 (S2/n + lam))
+    if (
+        abs(mu) < _FAST_LIM
+        and s2 < _FAST_LIM * _FAST_LIM
+        and kk64 < _FAST_LIM
+        and kk64 > 1.0 / _FAST_LIM
+    ):
+        mu_hi = np.float32(mu)
+        mu_lo = np.float32(mu - np.float64(mu_hi))
+        kk = np.float32(kk64)
+        if exact:
+            r2 = np.float32(r * r)
+            q = np.float32(r * four_n)
+            floor = np.float32(max(four_lam * c, 1.1754944e-38))
+            if inplace:
+                for i in range(nb):
+                    xb[i] = _exact_fast_f32(xb[i], mu_hi, mu_lo, kk, r2, q, floor)
+            else:
+                for i in range(nb):
+                    ob[i] = _exact_fast_f32(xb[i], mu_hi, mu_lo, kk, r2, q, floor)
+        elif inplace:
+            for i in range(nb):
+                xb[i] = _paper_fast_f32(xb[i], mu_hi, mu_lo, kk)
+        else:
+            for i in range(nb):
+                ob[i] = _paper_fast_f32(xb[i], mu_hi, mu_lo, kk)
+        return
+    # u and E in float64, exp and the output in float32
     kk = c * 4.0  # 1 / (S2/n + lam)
     a = r * r * kk
     b = four_n * kk
@@ -441,7 +502,7 @@ def _fwd_block(xb, ob, m, s, mu, s2, lam, exact, inplace):
     """Output of block ``xb`` into ``ob`` (or into ``xb`` when ``inplace``) given its
     row's statistics ``s, mu, S2`` (row length ``m``)."""
     n = m - 1.0
-    lam_s = lam * s * s
+    lam_s = max(lam * s * s, LAM_FLOOR)
     c = 1.0 / (4.0 * (s2 / n + lam_s))
     if c > _BIG:
         c = _BIG
@@ -463,6 +524,63 @@ def _forward_channels(x2, lam, exact, out2, block, inplace):
         xr = x2[c]
         s, mu, s2 = _row_stats(xr, block)
         _fwd_rows(xr, out2[c], 0, m, s, mu, s2, lam, exact, inplace)
+
+
+@njit(fastmath=_RED, **_NB)
+def _row_stats_f32(x2, c, m):
+    """``(mu, S2)`` of float32 row ``c``: reference steps 2 (``s == 1``), 2-D indexing."""
+    t = 0.0
+    for i in range(m):
+        t += np.float64(x2[c, i])
+    mu0 = t / m
+    su = 0.0
+    ss = 0.0
+    for i in range(m):
+        d = np.float64(x2[c, i]) - mu0
+        su += d
+        ss += d * d
+    return mu0 + su / m, max(ss - su * su / m, 0.0)
+
+
+@njit(parallel=True, **_NB)
+def _forward_channels_f32(x2, lam, exact, out2, inplace):
+    """Channel path for float32: one thread per row, no per-row views in the hot loops
+    (they cost more than the arithmetic on 7x7 channels)."""
+    nc, m = x2.shape
+    n = m - 1.0
+    r = m / n
+    lam_s = max(lam, LAM_FLOOR)
+    for c in prange(nc):
+        mu, s2 = _row_stats_f32(x2, c, m)
+        cc = min(1.0 / (4.0 * (s2 / n + lam_s)), _BIG)
+        kk64 = math.sqrt(cc)
+        if not (
+            abs(mu) < _FAST_LIM
+            and s2 < _FAST_LIM * _FAST_LIM
+            and kk64 < _FAST_LIM
+            and kk64 > 1.0 / _FAST_LIM
+        ):  # extreme or non-finite channel: float64 energies
+            _fwd_block_f32(x2[c], out2[c], mu, s2, r, 4.0 / n, 4.0 * lam_s, cc, exact, inplace)
+            continue
+        mu_hi = np.float32(mu)
+        mu_lo = np.float32(mu - np.float64(mu_hi))
+        kk = np.float32(kk64)
+        if exact:
+            r2 = np.float32(r * r)
+            q = np.float32(4.0 * r / n)
+            floor = np.float32(max(4.0 * lam_s * cc, 1.1754944e-38))
+            if inplace:
+                for i in range(m):
+                    x2[c, i] = _exact_fast_f32(x2[c, i], mu_hi, mu_lo, kk, r2, q, floor)
+            else:
+                for i in range(m):
+                    out2[c, i] = _exact_fast_f32(x2[c, i], mu_hi, mu_lo, kk, r2, q, floor)
+        elif inplace:
+            for i in range(m):
+                x2[c, i] = _paper_fast_f32(x2[c, i], mu_hi, mu_lo, kk)
+        else:
+            for i in range(m):
+                out2[c, i] = _paper_fast_f32(x2[c, i], mu_hi, mu_lo, kk)
 
 
 @njit(parallel=True, **_NB)
@@ -622,7 +740,7 @@ def _backward_channels(x2, g2, lam, exact, out2, block, alias):
         xr = x2[c]
         gr = g2[c]
         s, mu, s2 = _row_stats(xr, block)
-        lam_s = lam * s * s
+        lam_s = max(lam * s * s, LAM_FLOOR)
         k = _bw_k(s2, lam_s, n, exact)
         p1 = 0.0
         p2 = 0.0
@@ -642,7 +760,7 @@ def _backward_split(x2, g2, lam, exact, out2, block, alias):
     lam_s = np.empty(nc)
     kk = np.empty(nc)
     for c in range(nc):
-        lam_s[c] = lam * scale[c] * scale[c]
+        lam_s[c] = max(lam * scale[c] * scale[c], LAM_FLOOR)
         kk[c] = _bw_k(s2[c], lam_s[c], n, exact)
     part = np.empty((nc, nb, 2))
     for w in prange(nc * nb):
@@ -670,8 +788,12 @@ def _backward_split(x2, g2, lam, exact, out2, block, alias):
 
 # --------------------------------------------------------------------- public
 def use_split(channels: int, m: int) -> bool:
-    """Whether the within-channel split path runs for ``channels`` rows of ``M``."""
-    return m >= SPLIT_MIN_M and channels < SPLIT_MAX_CHANNELS_PER_THREAD * numba.get_num_threads()
+    """Whether the within-channel split path runs for ``channels`` rows of ``M``.
+
+    A function of the shape alone (not of the thread count), so every thread count
+    runs the same code and gets the same bits.
+    """
+    return m >= SPLIT_MIN_M and channels < SPLIT_MAX_CHANNELS
 
 
 def _check(*arrays: np.ndarray) -> None:
@@ -700,8 +822,12 @@ def forward_2d(x2: np.ndarray, lam: float, exact: bool, out2: np.ndarray) -> Non
     """
     _check(x2, out2)
     inplace = _same(x2, out2)
-    kernel = _forward_split if use_split(*x2.shape) else _forward_channels
-    kernel(x2, float(lam), bool(exact), out2, int(BLOCK), inplace)
+    if use_split(*x2.shape):
+        _forward_split(x2, float(lam), bool(exact), out2, int(BLOCK), inplace)
+    elif x2.dtype == np.float32:
+        _forward_channels_f32(x2, float(lam), bool(exact), out2, inplace)
+    else:
+        _forward_channels(x2, float(lam), bool(exact), out2, int(BLOCK), inplace)
 
 
 def backward_2d(
