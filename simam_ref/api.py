@@ -142,8 +142,7 @@ def available_backends() -> list[str]:
 
 
 def _resolve_backend(backend: str) -> ModuleType:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    """The module behind a validated backend name (``auto``: CPU kernel, else NumPy)."""
     if backend != "auto":
         return _load_backend(backend)
     try:
@@ -195,7 +194,8 @@ class _Layout:
         return out
 
 
-def _prepare(x: Any, lam: Any, method: str, axes: Axes, backend: str):
+def _prepare(lam: Any, method: str, backend: str) -> tuple[bool, float]:
+    """Checks that need no array: ``(exact, lam)``."""
     exact = _check_method(method)
     lam = _check_lam(lam)
     if backend not in BACKENDS:
@@ -260,8 +260,8 @@ def simam_backward(
 
 
 def _dispatch(kind, x, grad_out, lam, method, axes, out, backend):
-    exact, lam = _prepare(x, lam, method, axes, backend)
-    if _is_device_array(x) or (backend == "cuda" and _is_device_array(grad_out)):
+    exact, lam = _prepare(lam, method, backend)
+    if _is_device_array(x):
         if backend not in ("auto", "cuda"):
             raise ValueError(
                 f"x is a CUDA device array; backend={backend!r} needs a NumPy array "

@@ -33,7 +33,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     line = "  ".join("-" * w for w in widths)
     out = ["  ".join(str(h).ljust(w) for h, w in zip(headers, widths)), line]
     out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(out)
+    return "\n".join(row.rstrip() for row in out)
 
 
 def _wrap(label: str, text: str) -> str:

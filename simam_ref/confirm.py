@@ -79,24 +79,47 @@ def _weighted_output_gradient(flat: np.ndarray, go: np.ndarray, lam: float, exac
     return g.ravel()
 
 
-def confirm_minimize(seed: int = 0, channels: int = 10, lam: float = 0.1) -> Confirmation:
-    """``scipy.optimize.minimize`` (BFGS with the analytic gradient) on eq 2 per neuron."""
+def _solve_bfgs(x: np.ndarray, t: int, lam: float) -> tuple[float, float, float]:
+    res = optimize.minimize(
+        _energy_at,
+        x0=np.zeros(2),
+        args=(x, t, lam),
+        jac=_energy_gradient_at,
+        method="BFGS",
+        options={"gtol": 1e-11},
+    )
+    return res.x[0], res.x[1], res.fun
+
+
+def _solve_lstsq(x: np.ndarray, t: int, lam: float) -> tuple[float, float, float]:
+    """Eq 2 as ``|A (w, b) - rhs|^2``: rows ``sqrt(1/(M-1)) (x_i, 1) -> -sqrt(1/(M-1))``,
+    ``(t, 1) -> 1`` and ``(sqrt(lam), 0) -> 0``."""
+    others = np.delete(x, t)
+    k = np.sqrt(1.0 / others.size)
+    a = np.vstack([np.column_stack([k * others, np.full(others.size, k)]), [x[t], 1.0],
+                   [np.sqrt(lam), 0.0]])
+    rhs = np.concatenate([np.full(others.size, -k), [1.0, 0.0]])
+    sol = linalg.lstsq(a, rhs)[0]
+    return sol[0], sol[1], float(np.sum((a @ sol - rhs) ** 2))
+
+
+def _worst_per_neuron(solve, seed: int, channels: int, lam: float) -> tuple[float, int]:
+    """Largest relative gap between ``solve`` and the closed form over random channels."""
     rng = np.random.default_rng(seed)
     worst, cases = 0.0, 0
     for x in _channels(rng, channels):
         w_cf, b_cf = closed_form_weights(x, lam)
         e_cf = minimum_energy(x, lam)
         for t in range(x.size):
-            res = optimize.minimize(
-                _energy_at,
-                x0=np.zeros(2),
-                args=(x, t, lam),
-                jac=_energy_gradient_at,
-                method="BFGS",
-                options={"gtol": 1e-11},
-            )
-            worst = max(worst, _rel(res.x, [w_cf[t], b_cf[t]]), _rel(res.fun, e_cf[t]))
+            w, b, e = solve(x, t, lam)
+            worst = max(worst, _rel([w, b], [w_cf[t], b_cf[t]]), _rel(e, e_cf[t]))
             cases += 1
+    return worst, cases
+
+
+def confirm_minimize(seed: int = 0, channels: int = 10, lam: float = 0.1) -> Confirmation:
+    """``scipy.optimize.minimize`` (BFGS with the analytic gradient) on eq 2 per neuron."""
+    worst, cases = _worst_per_neuron(_solve_bfgs, seed, channels, lam)
     return Confirmation(
         "scipy.minimize",
         "BFGS minimum of eq 2 per neuron vs closed-form (w_t, b_t, e_t*)",
@@ -109,23 +132,7 @@ def confirm_minimize(seed: int = 0, channels: int = 10, lam: float = 0.1) -> Con
 
 def confirm_lstsq(seed: int = 1, channels: int = 10, lam: float = 1e-2) -> Confirmation:
     """Eq 2 is linear least squares in ``(w, b)``: ``scipy.linalg.lstsq`` per neuron."""
-    rng = np.random.default_rng(seed)
-    worst, cases = 0.0, 0
-    for x in _channels(rng, channels):
-        w_cf, b_cf = closed_form_weights(x, lam)
-        e_cf = minimum_energy(x, lam)
-        for t in range(x.size):
-            others = np.delete(x, t)
-            k = np.sqrt(1.0 / others.size)
-            a = np.vstack(
-                [np.column_stack([k * others, np.full(others.size, k)]), [x[t], 1.0],
-                 [np.sqrt(lam), 0.0]]
-            )
-            rhs = np.concatenate([np.full(others.size, -k), [1.0, 0.0]])
-            sol, residual, _, _ = linalg.lstsq(a, rhs)
-            e_ls = float(np.sum((a @ sol - rhs) ** 2))
-            worst = max(worst, _rel(sol, [w_cf[t], b_cf[t]]), _rel(e_ls, e_cf[t]))
-            cases += 1
+    worst, cases = _worst_per_neuron(_solve_lstsq, seed, channels, lam)
     return Confirmation(
         "scipy.lstsq",
         "least-squares solve of eq 2 per neuron vs closed-form (w_t, b_t, e_t*)",
