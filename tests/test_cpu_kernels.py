@@ -330,8 +330,8 @@ def test_split_path_agrees_with_channel_path(dtype, method, monkeypatch, small_b
         for a, b in zip(split, chan, strict=True):
             if dtype == np.float64:
                 assert a.tobytes() == b.tobytes()
-            else:
-                np.testing.assert_allclose(a, b, rtol=3e-7, atol=1e-30)
+            else:  # float32 rounding, relative to the largest term (the backward cancels)
+                np.testing.assert_allclose(a, b, rtol=3e-7, atol=1e-6 * np.max(np.abs(b)))
         ref = simam(x.astype(np.float64), LAM, method=method, backend="numpy")
         assert rel_err(split[0], ref) < (1e-6 if dtype == np.float32 else 1e-13)
 

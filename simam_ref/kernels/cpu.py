@@ -69,8 +69,8 @@ _ELEM = {"contract"}
 
 # scaling of float64 channels (see reference step 1): skipped when the sum of
 # squares shows every square and sum is comfortably inside float64's range.
-_SUMSQ_LO = 2.0**-700
-_SUMSQ_HI = 2.0**700
+_SUMSQ_LO = 2.0**-300  # the backward squares 1/S2: keep it a normal float64
+_SUMSQ_HI = 2.0**300
 _MIN_EXP, _MAX_EXP = -1000, 1100
 # 1/(4 (S2/n + lam)) overflows when S2 == 0 and lam (scaled) is tiny; clamping the
 # reciprocal keeps E = 0 * c finite (gain sigmoid(1/2)) instead of 0 * inf = NaN.
