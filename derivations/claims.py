@@ -168,13 +168,20 @@ def _shim_module() -> SimpleNamespace:
     return SimpleNamespace(sigmoid=lambda x: _ShimTensor(1.0 / (1.0 + np.exp(-x.data))))
 
 
-def official_forward_numpy(x: np.ndarray, lam: float) -> np.ndarray:
-    """The official module's formula (``keepdim=True``) over axes 2, 3, in float64."""
-    x = np.asarray(x, dtype=np.float64)
-    n = x.shape[2] * x.shape[3] - 1
-    d = (x - x.mean(axis=(2, 3), keepdims=True)) ** 2
-    v = d.sum(axis=(2, 3), keepdims=True) / n
-    return x / (1.0 + np.exp(-(d / (4 * (v + lam)) + 0.5)))
+def official_forward_numpy(x: np.ndarray, lam: float = 1e-4, dtype=np.float64) -> np.ndarray:
+    """The official module (``keepdim=True``) on ``(N, C, H, W)``, line by line.
+
+    ``dtype`` is the precision it runs in: float64 for a faithful reference, or the
+    input's own dtype to reproduce what a framework computes (overflow included).
+    """
+    dt = np.dtype(dtype).type
+    x = np.asarray(x, dtype=dt)
+    with np.errstate(all="ignore"):
+        n = dt(x.shape[2] * x.shape[3] - 1)
+        d = (x - x.mean(axis=(2, 3), keepdims=True, dtype=dt)) ** 2
+        v = d.sum(axis=(2, 3), keepdims=True, dtype=dt) / n
+        e_inv = d / (dt(4) * (v + dt(lam))) + dt(0.5)
+        return x * (dt(1) / (dt(1) + np.exp(-e_inv)))
 
 
 def _backend(backend: str) -> tuple[str, Any, Callable[[np.ndarray], Any], Callable]:

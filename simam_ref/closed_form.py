@@ -46,24 +46,25 @@ def _lambdified(labels: Labels):
     return tuple(sp.lambdify(args, expr, "numpy") for expr in (cf.w_t, cf.b_t, cf.e_min))
 
 
+def _closed_form_values(channel: np.ndarray, lam: float, labels: Labels) -> tuple:
+    """``(w_t, b_t, e_t*)`` for every neuron of a 1-D channel, each of shape ``(M,)``."""
+    x = np.asarray(channel, dtype=np.float64).ravel()
+    mu, sigma = leave_one_out_stats(x)
+    fns = _lambdified(tuple(float(v) for v in labels))
+    return tuple(np.broadcast_to(fn(x, mu, sigma, lam), x.shape) for fn in fns)
+
+
 def closed_form_weights(
     channel: np.ndarray, lam: float, labels: Labels = (1.0, -1.0)
 ) -> tuple[np.ndarray, np.ndarray]:
     """Minimisers ``(w_t, b_t)`` of eq 2 for every neuron of a 1-D channel, shape ``(M,)``."""
-    x = np.asarray(channel, dtype=np.float64).ravel()
-    mu, sigma = leave_one_out_stats(x)
-    w_fn, b_fn, _ = _lambdified(tuple(float(v) for v in labels))
-    return np.broadcast_to(w_fn(x, mu, sigma, lam), x.shape), np.broadcast_to(
-        b_fn(x, mu, sigma, lam), x.shape
-    )
+    w, b, _ = _closed_form_values(channel, lam, labels)
+    return w, b
 
 
 def minimum_energy(channel: np.ndarray, lam: float, labels: Labels = (1.0, -1.0)) -> np.ndarray:
     """Minimum energy ``e_t*`` of eq 2 for every neuron of a 1-D channel, shape ``(M,)``."""
-    x = np.asarray(channel, dtype=np.float64).ravel()
-    mu, sigma = leave_one_out_stats(x)
-    _, _, e_fn = _lambdified(tuple(float(v) for v in labels))
-    return np.broadcast_to(e_fn(x, mu, sigma, lam), x.shape)
+    return _closed_form_values(channel, lam, labels)[2]
 
 
 def energy(

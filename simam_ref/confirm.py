@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import linalg, optimize
 
+from derivations.claims import official_forward_numpy as official_forward
+
 from .closed_form import closed_form_weights, energy, energy_gradient, minimum_energy
 from .reference import backward_2d, forward_2d
 
@@ -182,22 +184,6 @@ def confirm_backward_check_grad(seed: int = 3, points: int = 6, lam: float = 1e-
         1e-5,
         cases,
     )
-
-
-def official_forward(x: np.ndarray, lam: float = 1e-4, dtype=np.float64) -> np.ndarray:
-    """The official module on ``(N, C, H, W)``, transcribed line by line.
-
-    ``dtype`` is the precision it runs in: float64 for a faithful reference, or the
-    input's own dtype to reproduce what a framework computes (overflow included).
-    """
-    dt = np.dtype(dtype).type
-    x = np.asarray(x, dtype=dt)
-    with np.errstate(all="ignore"):
-        n = dt(x.shape[2] * x.shape[3] - 1)
-        d = (x - x.mean(axis=(2, 3), keepdims=True, dtype=dt)) ** 2
-        v = d.sum(axis=(2, 3), keepdims=True, dtype=dt) / n
-        e_inv = d / (dt(4) * (v + dt(lam))) + dt(0.5)
-        return x * (dt(1) / (dt(1) + np.exp(-e_inv)))
 
 
 def confirm_reference_vs_official(seed: int = 4, lam: float = 1e-4) -> Confirmation:
