@@ -222,3 +222,14 @@ def test_fuzz_cuda_matches_numpy(x, method):
     want = simam(x, method=method, backend="numpy")
     got = simam(x, method=method, backend="cuda")
     np.testing.assert_allclose(got, want, rtol=RTOL[x.dtype.type], atol=np.finfo(x.dtype).tiny * 4)
+
+
+@pytest.mark.parametrize("scale", [1e-20, 1e-17, 1e-15, 1.0, 1e15, 1e17, 1e18, 1e19])
+@pytest.mark.parametrize("lam", [1e-4, 1e-38])
+@pytest.mark.parametrize("method", METHODS)
+def test_float32_scales_across_the_fast_path_boundary(scale, lam, method):
+    """The CPU kernel runs an all-float32 path only where that is safe; on either side of
+    its range limits (std ~ 2**-60 .. 2**60, tiny lam) results stay correct."""
+    x = (np.random.default_rng(13).normal(size=(2, 3, 4, 4)) * scale).astype(np.float32)
+    for backend in ("cpu", "numpy"):
+        assert_close_to_highprec(simam(x, lam, method=method, backend=backend), x, method, lam)

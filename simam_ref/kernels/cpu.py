@@ -528,18 +528,21 @@ def _forward_channels(x2, lam, exact, out2, block, inplace):
 
 @njit(fastmath=_RED, **_NB)
 def _row_stats_f32(x2, c, m):
-    """``(mu, S2)`` of float32 row ``c``: reference steps 2 (``s == 1``), 2-D indexing."""
-    t = 0.0
+    """``(mu, S2)`` of float32 row ``c`` in one pass, 2-D indexing.
+
+    Sums of ``v = x - x[0]`` (exact in float64) and ``v**2``: shifting by a value of
+    the channel keeps ``S2 = sum v**2 - (sum v)**2 / m`` well conditioned, since
+    ``(x[0] - mu)**2 <= S2`` (relative error at most ~``m * eps``).  A constant channel
+    gets ``mu`` exactly and ``S2 = 0`` (reference step 2's guarantees).
+    """
+    k = np.float64(x2[c, 0])
+    s1 = 0.0
+    s2 = 0.0
     for i in range(m):
-        t += np.float64(x2[c, i])
-    mu0 = t / m
-    su = 0.0
-    ss = 0.0
-    for i in range(m):
-        d = np.float64(x2[c, i]) - mu0
-        su += d
-        ss += d * d
-    return mu0 + su / m, max(ss - su * su / m, 0.0)
+        v = np.float64(x2[c, i]) - k
+        s1 += v
+        s2 += v * v
+    return k + s1 / m, max(s2 - s1 * s1 / m, 0.0)
 
 
 @njit(parallel=True, **_NB)
@@ -550,25 +553,25 @@ def _forward_channels_f32(x2, lam, exact, out2, inplace):
     n = m - 1.0
     r = m / n
     lam_s = max(lam, LAM_FLOOR)
+    inv_n = 1.0 / n
+    lim2 = _FAST_LIM * _FAST_LIM
     for c in prange(nc):
         mu, s2 = _row_stats_f32(x2, c, m)
-        cc = min(1.0 / (4.0 * (s2 / n + lam_s)), _BIG)
-        kk64 = math.sqrt(cc)
-        if not (
-            abs(mu) < _FAST_LIM
-            and s2 < _FAST_LIM * _FAST_LIM
-            and kk64 < _FAST_LIM
-            and kk64 > 1.0 / _FAST_LIM
-        ):  # extreme or non-finite channel: float64 energies
+        den = 4.0 * (s2 * inv_n + lam_s)  # 1 / kk**2, a normal float32 on the fast path
+        if not (abs(mu) < _FAST_LIM and s2 < lim2 and den < 2.0**120 and den > 2.0**-120):
+            # extreme or non-finite channel: float64 energies
+            cc = min(1.0 / den, _BIG)
             _fwd_block_f32(x2[c], out2[c], mu, s2, r, 4.0 / n, 4.0 * lam_s, cc, exact, inplace)
             continue
         mu_hi = np.float32(mu)
         mu_lo = np.float32(mu - np.float64(mu_hi))
-        kk = np.float32(kk64)
+        # kk in float32 (it is rounded to float32 anyway): a shorter latency chain from
+        # the statistics to the output loop, which matters on 7x7 channels
+        kk = _ONE32 / np.sqrt(np.float32(den))
         if exact:
             r2 = np.float32(r * r)
             q = np.float32(4.0 * r / n)
-            floor = np.float32(max(4.0 * lam_s * cc, 1.1754944e-38))
+            floor = np.float32(max(4.0 * lam_s / den, 1.1754944e-38))
             if inplace:
                 for i in range(m):
                     x2[c, i] = _exact_fast_f32(x2[c, i], mu_hi, mu_lo, kk, r2, q, floor)
