@@ -13,7 +13,10 @@ For one channel ``x_1..x_M`` (``n = M - 1``), all arithmetic in float64:
 2. **Mean**, two-pass with one correction step: ``mu0 = sum(x s) / M``;
    ``su = sum(x s - mu0)``, ``ss = sum((x s - mu0)**2)``; ``mu = mu0 + su / M``,
    ``S2 = max(ss - su**2 / M, 0)``.  A constant channel gets ``mu`` exactly and
-   ``S2 = 0``.
+   ``S2 = 0``.  (The CPU kernel's float32 channel path gets the same two numbers in
+   one pass over ``v = x - x[0]``: since ``(x[0] - mu)**2 <= S2``, the shift keeps
+   ``sum v**2 - (sum v)**2 / M`` within ~``M * eps`` of ``S2``, with the same
+   constant-channel guarantee.)
 3. **Inverse energy** per neuron, ``u = x s - mu``, ``d = u**2``:
 
    * paper (the official module): ``E = d / (4 (S2 / n + lam_s)) + 1/2``
