@@ -401,30 +401,29 @@ def _exact_fast_f32(xv, mu_hi, mu_lo, kk, r2, q, floor):
     return xv / (_ONE32 + exp_neg_f32(r2 * z2 / den + _HALF32))
 
 
-#: float32 channels use the all-float32 element loop when every intermediate is
-#: a normal float32 far from overflow (|mu|, sqrt(S2) < 2**100 and the scale ``kk``
-#: in [2**-100, 2**100]); other channels compute E in float64.
+#: float32 channels use the all-float32 element loop when every intermediate is a
+#: normal float32 far from overflow: |mu|, sqrt(S2) < 2**100 and 4 (S2/n + lam) (the
+#: inverse square of the scale ``kk``) in (2**-120, 2**120); other channels compute E
+#: in float64.
 _FAST_LIM = 2.0**100
 
 
 @njit(**_NB)
-def _fwd_block_f32(xb, ob, mu, s2, r, four_n, four_lam, c, exact, inplace):
-    # float32 input: s == 1
+def _fwd_block_f32(xb, ob, mu, s2, r, four_n, four_lam, exact, inplace):
+    """Output of float32 block ``xb`` (``s == 1``) given its channel's ``mu, S2``;
+    ``four_n = 4/n``, ``four_lam = 4 lam``."""
     nb = xb.shape[0]
-    kk64 = math.sqrt(c)  # c = 1 / (4 (S2/n + lam))
-    if (
-        abs(mu) < _FAST_LIM
-        and s2 < _FAST_LIM * _FAST_LIM
-        and kk64 < _FAST_LIM
-        and kk64 > 1.0 / _FAST_LIM
-    ):
+    den = four_n * s2 + four_lam  # 4 (S2/n + lam) = 1 / kk**2
+    if abs(mu) < _FAST_LIM and s2 < _FAST_LIM * _FAST_LIM and 2.0**-120 < den < 2.0**120:
         mu_hi = np.float32(mu)
         mu_lo = np.float32(mu - np.float64(mu_hi))
-        kk = np.float32(kk64)
+        # kk in float32 (it is rounded to float32 anyway): a short latency chain from
+        # the statistics to the loop, which matters on 7x7 channels
+        kk = _ONE32 / np.sqrt(np.float32(den))
         if exact:
             r2 = np.float32(r * r)
             q = np.float32(r * four_n)
-            floor = np.float32(max(four_lam * c, 1.1754944e-38))
+            floor = np.float32(max(four_lam / den, 1.1754944e-38))
             if inplace:
                 for i in range(nb):
                     xb[i] = _exact_fast_f32(xb[i], mu_hi, mu_lo, kk, r2, q, floor)
@@ -438,6 +437,7 @@ def _fwd_block_f32(xb, ob, mu, s2, r, four_n, four_lam, c, exact, inplace):
             for i in range(nb):
                 ob[i] = _paper_fast_f32(xb[i], mu_hi, mu_lo, kk)
         return
+    c = min(1.0 / den, _BIG)  # 1 / (4 (S2/n + lam))
     # u and E in float64, exp and the output in float32
     kk = c * 4.0  # 1 / (S2/n + lam)
     a = r * r * kk
@@ -487,7 +487,7 @@ def _ol_fwd_block_dt(xb, ob, s, mu, s2, r, four_n, four_lam, c, exact, inplace):
     if xb.dtype == types.float32:
 
         def impl32(xb, ob, s, mu, s2, r, four_n, four_lam, c, exact, inplace):
-            _fwd_block_f32(xb, ob, mu, s2, r, four_n, four_lam, c, exact, inplace)
+            _fwd_block_f32(xb, ob, mu, s2, r, four_n, four_lam, exact, inplace)
 
         return impl32
 
@@ -547,43 +547,13 @@ def _row_stats_f32(x2, c, m):
 
 @njit(parallel=True, **_NB)
 def _forward_channels_f32(x2, lam, exact, out2, inplace):
-    """Channel path for float32: one thread per row, no per-row views in the hot loops
-    (they cost more than the arithmetic on 7x7 channels)."""
+    """Channel path for float32: one thread per row, one-pass statistics."""
     nc, m = x2.shape
     n = m - 1.0
-    r = m / n
-    lam_s = max(lam, LAM_FLOOR)
-    inv_n = 1.0 / n
-    lim2 = _FAST_LIM * _FAST_LIM
+    four_lam = 4.0 * max(lam, LAM_FLOOR)
     for c in prange(nc):
         mu, s2 = _row_stats_f32(x2, c, m)
-        den = 4.0 * (s2 * inv_n + lam_s)  # 1 / kk**2, a normal float32 on the fast path
-        if not (abs(mu) < _FAST_LIM and s2 < lim2 and den < 2.0**120 and den > 2.0**-120):
-            # extreme or non-finite channel: float64 energies
-            cc = min(1.0 / den, _BIG)
-            _fwd_block_f32(x2[c], out2[c], mu, s2, r, 4.0 / n, 4.0 * lam_s, cc, exact, inplace)
-            continue
-        mu_hi = np.float32(mu)
-        mu_lo = np.float32(mu - np.float64(mu_hi))
-        # kk in float32 (it is rounded to float32 anyway): a shorter latency chain from
-        # the statistics to the output loop, which matters on 7x7 channels
-        kk = _ONE32 / np.sqrt(np.float32(den))
-        if exact:
-            r2 = np.float32(r * r)
-            q = np.float32(4.0 * r / n)
-            floor = np.float32(max(4.0 * lam_s / den, 1.1754944e-38))
-            if inplace:
-                for i in range(m):
-                    x2[c, i] = _exact_fast_f32(x2[c, i], mu_hi, mu_lo, kk, r2, q, floor)
-            else:
-                for i in range(m):
-                    out2[c, i] = _exact_fast_f32(x2[c, i], mu_hi, mu_lo, kk, r2, q, floor)
-        elif inplace:
-            for i in range(m):
-                x2[c, i] = _paper_fast_f32(x2[c, i], mu_hi, mu_lo, kk)
-        else:
-            for i in range(m):
-                out2[c, i] = _paper_fast_f32(x2[c, i], mu_hi, mu_lo, kk)
+        _fwd_block_f32(x2[c], out2[c], mu, s2, m / n, 4.0 / n, four_lam, exact, inplace)
 
 
 @njit(parallel=True, **_NB)
