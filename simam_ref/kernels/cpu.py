@@ -9,10 +9,11 @@ energy, analytic backward).
 Structure
 ---------
 * **Channel path** (the usual case): ``prange`` over channels; one thread runs the
-  whole channel: pass 1 ``sum(x)``, pass 2 ``sum(x - mu0)``/``sum((x - mu0)**2)``,
-  pass 3 the output.  A 56x56 float32 channel is 12.5 KB, so passes 2 and 3 read
-  from L1/L2 and only pass 1 and the output touch DRAM.  float32 channels whose
-  intermediates are far from overflow run pass 3 entirely in float32 SIMD
+  whole channel: the statistics (float64: pass 1 ``sum(x)``, pass 2
+  ``sum(x - mu0)``/``sum((x - mu0)**2)``; float32: one pass over ``x - x[0]``), then
+  the output.  A 56x56 float32 channel is 12.5 KB, so the output pass reads from
+  L1/L2 and only the first pass and the output touch DRAM.  float32 channels whose
+  intermediates are far from overflow run the output pass entirely in float32 SIMD
   (``x - mu`` with ``mu`` split into a float32 high and low part); other channels
   compute the energy in float64.
 * **Split path** (fewer than :data:`SPLIT_MAX_CHANNELS` channels of at least
