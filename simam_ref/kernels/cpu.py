@@ -424,7 +424,7 @@ def _fwd_block_f32(xb, ob, mu, s2, r, four_n, four_lam, exact, inplace):
         if exact:
             r2 = np.float32(r * r)
             q = np.float32(r * four_n)
-            floor = np.float32(max(four_lam / den, 1.1754944e-38))
+            floor = max(np.float32(four_lam / den), _TINY32)
             if inplace:
                 for i in range(nb):
                     xb[i] = _exact_fast_f32(xb[i], mu_hi, mu_lo, kk, r2, q, floor)
