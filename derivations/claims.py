@@ -1,8 +1,10 @@
 """Every claim of the SimAM paper / seed post, with a *computed* verdict.
 
-Each :class:`Claim` is decided here by SymPy (``cancel`` of a difference, a
-Hessian proof, or identities) or by running code; nothing is hard-coded. A
-failing claim carries a concrete counterexample with both values.
+Each algebraic :class:`Claim` is decided over the reals by the same engine as
+``simam check`` (:mod:`derivations.decide`: z3's ``nlsat``, with SymPy as the
+source of the derived forms and as a cross-check); the seed's code is judged by
+running it. Nothing is hard-coded. ``verdict`` is ``"proved"``, ``"refuted"`` or
+``"undecided"``; a refuted claim carries a concrete counterexample with both values.
 """
 
 from __future__ import annotations
@@ -16,11 +18,22 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+from . import decide as dc
 from . import energy as en
 from . import leave_one_out as loo
-from .check import decide, parse_rhs
+from .check import decide_term, parse_rhs, parse_term
 
-__all__ = ["SEED_CODE", "Claim", "all_claims", "official_forward_numpy", "run_seed_code"]
+__all__ = [
+    "SEED_CODE",
+    "Claim",
+    "Verdict",
+    "all_claims",
+    "official_forward_numpy",
+    "run_seed_code",
+]
+
+_TIMEOUT = 30.0  # seconds per solver call; the catalogue's claims take milliseconds
+_EXEC = "execution (compile + run)"
 
 SEED_CODE = (
     "def forward(X,lambda):\n"
@@ -33,21 +46,57 @@ SEED_CODE = (
 """The seed post's PyTorch snippet, verbatim (tabs included)."""
 
 
+class Verdict(str):
+    """``"proved"``, ``"refuted"`` or ``"undecided"``.
+
+    A ``str`` (JSON writes it as the string); its truth value is ``True`` only for
+    ``"proved"``, so code written for the older boolean verdict keeps working.
+    """
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return str.__eq__(self, "proved")
+
+    @property
+    def holds(self) -> bool | None:
+        """True if proved, False if refuted, None if undecided."""
+        return {"proved": True, "refuted": False}.get(str(self))
+
+
+def _verdict(holds: bool | None) -> Verdict:
+    return Verdict({True: "proved", False: "refuted"}.get(holds, "undecided"))  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Claim:
     """One claim: where it is from, what it says, and the computed verdict.
 
+    ``verdict`` is a :class:`Verdict` (``proved``/``refuted``/``undecided``),
+    ``holds`` the same as True/False/None, ``engine`` what decided it.
     ``derived`` is what the derivation gives instead (or the proof summary);
-    ``counterexample`` is set for failing claims (values with both sides).
+    ``counterexample`` is set for refuted claims (values with both sides).
     """
 
     source: str
     name: str
     statement: str
-    verdict: bool
+    verdict: Verdict
     derived: str
     counterexample: dict[str, Any] | None
     note: str
+    holds: bool | None = None
+    engine: str = ""
+
+    def __post_init__(self) -> None:
+        v = self.verdict
+        if isinstance(v, bool):
+            v = _verdict(v)
+        v = Verdict(v)
+        if v not in ("proved", "refuted", "undecided"):
+            raise ValueError(f"verdict must be proved/refuted/undecided, got {v!r}")
+        object.__setattr__(self, "verdict", v)
+        object.__setattr__(self, "holds", v.holds)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -56,10 +105,21 @@ def _num(v: sp.Expr) -> float:
 
 
 def _from_check(source: str, name: str, lhs: str, rhs: str, statement: str, note: str) -> Claim:
-    res = decide(lhs, parse_rhs(rhs), (1, -1), claimed_text=rhs)
+    res = decide_term(lhs, parse_term(rhs), (1, -1), claimed_text=rhs, timeout=_TIMEOUT)
     return Claim(
-        source, name, statement, res.holds, f"{lhs} = {res.derived}", res.counterexample, note
+        source, name, statement, Verdict(res.verdict), f"{lhs} = {res.derived}",
+        res.counterexample, note, engine=res.engine,
     )
+
+
+def _z3_all(decisions: list[dc.Decision]) -> tuple[Verdict, str]:
+    """Combined verdict of several decisions (proved only if all are)."""
+    verdicts = {d.verdict for d in decisions}
+    if "refuted" in verdicts:
+        return Verdict("refuted"), dc.ENGINE
+    if verdicts == {"proved"}:
+        return Verdict("proved"), dc.ENGINE
+    return Verdict("undecided"), dc.ENGINE
 
 
 def _eq3_counterexample(w_claim: sp.Expr, b_claim: sp.Expr) -> dict[str, Any]:
@@ -95,9 +155,9 @@ def _eq3_counterexample(w_claim: sp.Expr, b_claim: sp.Expr) -> dict[str, Any]:
 
 
 def _eq3_claim(source: str, rhs: str) -> Claim:
-    res = decide("w_t", parse_rhs(rhs), (1, -1), claimed_text=rhs)
+    res = decide_term("w_t", parse_term(rhs), (1, -1), claimed_text=rhs, timeout=_TIMEOUT)
     counter = None
-    if not res.holds:
+    if res.verdict == "refuted":
         w_claim = parse_rhs(rhs)
         b_claim = -(en.t + en.mu) * w_claim / 2  # paired with the (correct) eq-4 relation
         counter = _eq3_counterexample(w_claim, b_claim)
@@ -107,11 +167,12 @@ def _eq3_claim(source: str, rhs: str) -> Claim:
         source,
         f"{source} eq 3 (w_t)",
         "w_t = -2(t - mu_t)/((t - mu_t)^2 + 2 sigma_t^2 + 2 lam)",
-        res.holds,
+        Verdict(res.verdict),
         f"w_t = {res.derived}",
         counter,
         "sign error: the minimiser has +2(t - mu); at the claimed w (b from eq 4) the brute-force "
         "energy of eq 2 is higher (authors confirmed in ZjjConan/SimAM issue #11)",
+        engine=f"{res.engine}; counterexample: brute-force energy of eq 2",
     )
 
 
@@ -251,15 +312,17 @@ def run_seed_code(backend: str = "auto", lam: float = 1e-4) -> dict[str, Any]:
 # --- the catalogue ---------------------------------------------------------------------------
 def _collapse_claim() -> Claim:
     avg = en.energy_from_moments().subs({en.m1: en.mu, en.m2: en.sigma**2 + en.mu**2})
-    ok = sp.expand(avg - en.collapsed_energy()) == 0
+    res = dc.decide_exprs(en.collapsed_energy(), avg, {"mu": "real", "sigma": "nonneg"},
+                          timeout=_TIMEOUT)
     return Claim(
         "derivation",
         "energy collapse (eq 2)",
         "1/(M-1) sum_{i!=t} (y_o - (w x_i + b))^2 = (y_o - w mu_t - b)^2 + w^2 sigma_t^2",
-        ok,
+        Verdict(res.verdict),
         f"moment expansion: {sp.sstr(en.energy_from_moments())} with m1 = mu, m2 = sigma^2 + mu^2",
         None,
         "expanding the square and replacing mean(x) by mu, mean(x^2) by sigma^2 + mu^2",
+        engine=res.engine,
     )
 
 
@@ -287,20 +350,32 @@ def _general_label_claims() -> list[Claim]:
             cf.e_min,
         ),
     ]
+    domain = {**dc.CLAIM_DOMAIN, "y_t": "real", "y_o": "real"}
     out = []
     for lhs, statement, claimed, derived in forms:
-        ok = sp.cancel(sp.together(claimed - derived)) == 0
+        res = dc.decide_exprs(claimed, derived, domain, timeout=_TIMEOUT, assumptions=(yt - yo,))
         out.append(
             Claim(
                 "generalization",
                 f"general labels ({lhs})",
                 statement,
-                ok,
+                Verdict(res.verdict),
                 f"{lhs} = {en.pretty_str(derived)}",
-                None,
+                _solver_point(res),
                 "solved with symbolic labels y_t, y_o (y_t != y_o)",
+                engine=res.engine,
             )
         )
+    return out
+
+
+def _solver_point(res: dc.Decision) -> dict[str, Any] | None:
+    """A refuted decision's point as exact strings (None otherwise)."""
+    if res.verdict != "refuted" or res.point is None:
+        return None
+    out: dict[str, Any] = {k: dc.fmt_number(v)[0] for k, v in res.point.items()}
+    out["claimed"] = dc.fmt_number(res.claimed_value)[0]
+    out["derived"] = dc.fmt_number(res.derived_value)[0]
     return out
 
 
@@ -309,14 +384,22 @@ def _uniqueness_claim() -> Claim:
     certs = "; ".join(
         f"minor {k + 1} = {sp.sstr(c, order='none')}" for k, c in enumerate(proof.certificates)
     )
+    h = en.hessian((en.y_t, en.y_o))
+    minors = [h[:k, :k].det() for k in range(1, h.rows + 1)]
+    decisions = [dc.decide_positive(m, dc.CLAIM_DOMAIN, timeout=_TIMEOUT) for m in minors]
+    verdict, engine = _z3_all(decisions)
+    if verdict == "proved" and not proof.is_positive_definite:  # pragma: no cover
+        verdict = Verdict("undecided")
     return Claim(
         "paper",
         "unique global minimum",
         "the closed form is the unique global minimiser of eq 2",
-        proof.is_positive_definite,
+        verdict,
         f"Hessian constant in (w, b); Sylvester: {certs}",
         None,
-        "each leading minor is a sum of squares/sigma^2 plus a positive lam term, for any labels",
+        "each leading minor is a sum of squares/sigma^2 plus a positive lam term, for any labels "
+        "(z3: no domain point where a leading minor is <= 0)",
+        engine=f"{engine} + Sylvester certificates (SymPy)",
     )
 
 
@@ -335,22 +418,33 @@ def _loo_str(expr: sp.Expr) -> str:
 
 def _loo_claims() -> list[Claim]:
     ids = loo.loo_identities() + loo.loo_identities_concrete(4, 0)
+    # M is a channel size; deciding over real M > 0 covers every integer M >= 2
+    loo_domain = {"M": "pos", "s1": "real", "s2": "nonneg", "t": "real", "mu": "real",
+                  "S2": "nonneg", "lam": "pos"}
+    decisions = [dc.decide_exprs(i.lhs, i.rhs, loo_domain, timeout=_TIMEOUT) for i in ids]
+    verdict, engine = _z3_all(decisions)
+    if verdict == "proved" and not (all(i.holds for i in ids) and loo.exact_matches_closed_form()):
+        verdict = Verdict("undecided")  # pragma: no cover - z3 and SymPy disagree
     identities = Claim(
         "derivation",
         "leave-one-out identities",
         "mu_t = (M mu - t)/(M-1); t - mu_t = M(t-mu)/(M-1); "
         "sum_{i!=t}(x_i - mu_t)^2 = S2 - M(t-mu)^2/(M-1)",
-        all(i.holds for i in ids) and loo.exact_matches_closed_form(),
+        verdict,
         f"exact 1/e_t* = {_loo_str(loo.exact_inv_energy_from_full_stats())}",
         None,
         "proved with moment sums s1, s2 of the others and on x0..x3 by expansion",
+        engine=f"{engine} + SymPy cancel (agrees)",
     )
-    gap = sp.cancel(
-        sp.together(loo.paper_inv_energy_from_full_stats() - loo.exact_inv_energy_from_full_stats())
-    )
-    same = gap == 0
+    paper = loo.paper_inv_energy_from_full_stats()
+    exact = loo.exact_inv_energy_from_full_stats()
+    res = dc.decide_exprs(paper, exact, loo_domain, timeout=_TIMEOUT)
+    same = sp.cancel(sp.together(paper - exact)) == 0
+    verdict = Verdict(res.verdict)
+    if (verdict == "proved") != same:  # pragma: no cover - z3 and SymPy disagree
+        verdict = Verdict("undecided")
     counter = None
-    if not same:
+    if verdict == "refuted":
         channel, target, lam_v = [0, 0, 0, 1], 3, sp.Rational(1, 10)
         vals = loo.inv_energies_on_channel(channel, target, lam_v)
         m = len(channel)
@@ -374,12 +468,13 @@ def _loo_claims() -> list[Claim]:
         "code uses leave-one-out statistics",
         "E_inv computed with full-channel mu and v = S2/(M-1) equals the derivation's 1/e_t* "
         "(mean/variance of the M-1 others)",
-        same,
+        verdict,
         f"exact 1/e_t* = {_loo_str(loo.exact_inv_energy_from_full_stats())} "
         f"vs code {_loo_str(loo.paper_inv_energy_from_full_stats())}",
         counter,
         "the code is the paper's formula with full-channel stats (method='paper'); the true "
         "minimiser is method='exact' (ZjjConan/SimAM issue #4 asked, unanswered)",
+        engine=f"{res.engine}; counterexample: a concrete channel, evaluated exactly",
     )
     return [identities, official]
 
@@ -393,16 +488,21 @@ def _seed_code_claim() -> Claim:
         "seed",
         "seed code runs",
         "the PyTorch snippet in the seed post runs and computes SimAM",
-        rep["runs_correctly"],
+        _verdict(bool(rep["runs_correctly"])),
         "needs a parameter name other than `lambda` and X.mean(dim=[2,3], keepdim=True) "
         "(as the official module)",
         None if rep["runs_correctly"] else counter,
         "compiled verbatim, then run after renaming `lambda` -> `lam`",
+        engine=f"{_EXEC}, backend {rep['backend']}",
     )
 
 
 def all_claims() -> list[Claim]:
-    """All claims with computed verdicts (a few seconds; closed forms are cached)."""
+    """All claims with computed verdicts (a few seconds; closed forms are cached).
+
+    Each verdict is a :class:`Verdict` string (``proved``/``refuted``/``undecided``)
+    that is truthy only when proved; ``engine`` says what decided it.
+    """
     claims = [
         _collapse_claim(),
         _eq3_claim("paper", "-2*(t-mu)/((t-mu)**2 + 2*sigma**2 + 2*lam)"),

@@ -16,21 +16,21 @@ SEED = Path(__file__).resolve().parents[1] / "shared" / "seed" / "000_753d9180cf
 SEED_ALT = Path("/work/shared/seed/000_753d9180cf6510c3.txt")
 
 EXPECTED = {
-    "energy collapse (eq 2)": True,
-    "paper eq 3 (w_t)": False,
-    "seed eq 3 (w_t)": False,
-    "paper eq 4 (b_t)": True,
-    "seed eq 4 (b_t)": False,
-    "paper eq 5 (e_t*)": True,
-    "seed eq 5 (e_t*)": False,
-    "official E_inv": True,
-    "leave-one-out identities": True,
-    "code uses leave-one-out statistics": False,
-    "unique global minimum": True,
-    "general labels (w_t)": True,
-    "general labels (b_t)": True,
-    "general labels (e_t)": True,
-    "seed code runs": False,
+    "energy collapse (eq 2)": "proved",
+    "paper eq 3 (w_t)": "refuted",
+    "seed eq 3 (w_t)": "refuted",
+    "paper eq 4 (b_t)": "proved",
+    "seed eq 4 (b_t)": "refuted",
+    "paper eq 5 (e_t*)": "proved",
+    "seed eq 5 (e_t*)": "refuted",
+    "official E_inv": "proved",
+    "leave-one-out identities": "proved",
+    "code uses leave-one-out statistics": "refuted",
+    "unique global minimum": "proved",
+    "general labels (w_t)": "proved",
+    "general labels (b_t)": "proved",
+    "general labels (e_t)": "proved",
+    "seed code runs": "refuted",
 }
 
 
@@ -45,19 +45,38 @@ def claims() -> dict[str, cl.Claim]:
 def test_all_claims_listed_with_expected_verdicts(claims):
     assert set(claims) == set(EXPECTED)
     for name, expected in EXPECTED.items():
-        assert claims[name].verdict is expected, name
+        assert claims[name].verdict == expected, name
+        assert claims[name].holds is (expected == "proved"), name
 
 
 def test_claim_fields_and_counterexample_presence(claims):
     for c in claims.values():
-        assert isinstance(c.verdict, bool)
+        assert isinstance(c.verdict, str) and c.verdict in ("proved", "refuted")
+        assert bool(c.verdict) is (c.verdict == "proved")  # older boolean use keeps working
         assert c.source in {"paper", "seed", "official code", "derivation", "generalization"}
-        assert c.statement and c.derived
-        if c.verdict:
+        assert c.statement and c.derived and c.engine
+        if c.verdict == "proved":
             assert c.counterexample is None, c.name
         else:
             assert c.counterexample, c.name
-        json.dumps(c.counterexample)  # printable / serialisable
+        json.dumps(c.counterexample, allow_nan=False)  # printable / serialisable
+
+
+def test_algebraic_claims_are_decided_by_the_solver(claims):
+    for c in claims.values():
+        if c.name == "seed code runs":
+            assert c.engine.startswith("execution")
+        else:
+            assert "z3 nlsat" in c.engine, c.name
+
+
+def test_verdict_strings_serialise_as_strings():
+    v = cl.Verdict("refuted")
+    assert json.dumps({"verdict": v}) == '{"verdict": "refuted"}'
+    assert not v and cl.Verdict("proved") and not cl.Verdict("undecided")
+    assert cl.Verdict("undecided").holds is None
+    with pytest.raises(ValueError):
+        cl.Claim("paper", "x", "x", cl.Verdict("maybe"), "d", None, "")
 
 
 def _w_brute(others, t, lam):
