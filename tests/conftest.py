@@ -19,15 +19,20 @@ if not _has_nvidia_gpu():
 
 import pytest  # noqa: E402
 
+#: CUDA launch sizes under the simulator (every CUDA thread is a Python thread):
+#: 16 threads per block, groups of 4 threads, 2 elements per thread.  The one place
+#: tests set them; tests/test_cuda_kernels.py relies on these values.
+SIM_LAUNCH = {"THREADS_PER_BLOCK": 16, "GROUP_MIN": 4, "ELEMENTS_PER_THREAD": 2}
+
 
 @pytest.fixture(autouse=True)
 def _small_cuda_blocks(monkeypatch):
-    """Under the simulator every CUDA thread is a Python thread: keep blocks small."""
+    """Under the simulator keep CUDA blocks small (:data:`SIM_LAUNCH`)."""
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         from simam_ref.kernels import cuda
 
-        monkeypatch.setattr(cuda, "THREADS_PER_BLOCK", 32)
-        monkeypatch.setattr(cuda, "GROUP_MIN", 8)
+        for name, value in SIM_LAUNCH.items():
+            monkeypatch.setattr(cuda, name, value)
 
 
 from hypothesis import settings  # noqa: E402

@@ -1,9 +1,10 @@
 """CUDA kernels (``backend="cuda"``): on a GPU, or under Numba's CUDA simulator.
 
-``tests/conftest.py`` turns the simulator on when no NVIDIA GPU is present.  The
-simulator runs every thread as a Python thread, so the launch settings are lowered
-(16 threads per block, groups of 4) and shapes stay tiny; the same tests run
-unchanged on a real GPU, where a few extra ones use the production settings.
+``tests/conftest.py`` turns the simulator on when no NVIDIA GPU is present and, under
+the simulator only, lowers the launch settings (16 threads per block, groups of 4,
+its ``SIM_LAUNCH``): every simulated thread is a Python thread, so shapes stay tiny.
+The same tests run on a real GPU with the production settings (warp-shuffle
+reductions); tests that depend on particular settings set them with ``tiny_launch``.
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ TOL = {np.float32: dict(rtol=2e-6, atol=1e-7), np.float64: dict(rtol=1e-12, atol
 SIG_HALF = 1.0 / (1.0 + math.exp(-0.5))
 
 
-@pytest.fixture(autouse=True)
-def small_launch(monkeypatch):
-    """Tiny blocks: 16 threads, groups of 4 threads per small channel."""
+@pytest.fixture
+def tiny_launch(monkeypatch):
+    """16 threads per block, groups of at least 4 threads, 2 elements per thread."""
     monkeypatch.setattr(kcuda, "THREADS_PER_BLOCK", 16)
     monkeypatch.setattr(kcuda, "GROUP_MIN", 4)
     monkeypatch.setattr(kcuda, "ELEMENTS_PER_THREAD", 2)
@@ -91,7 +92,7 @@ def to_host(a):
 
 
 # --------------------------------------------------------------------- settings
-def test_available_and_layout_choice():
+def test_available_and_layout_choice(tiny_launch):
     assert kcuda.available() and kcuda.unavailable_reason() == ""
     _, tpb, group = kcuda.launch_config(6, 6)
     assert (tpb, group) == (16, 4)  # four tiny channels per block
@@ -132,7 +133,7 @@ def test_backward_numpy_input(dtype, method):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_block_per_channel_layout(method):
+def test_block_per_channel_layout(tiny_launch, method):
     """M = 40 > 16 threads * 2: one whole block per channel, grid-strided."""
     assert kcuda.launch_config(2, 40)[2] == kcuda.THREADS_PER_BLOCK
     x = sample((1, 2, 5, 8), np.float64, seed=3)
@@ -144,7 +145,7 @@ def test_block_per_channel_layout(method):
                                rtol=1e-11, atol=1e-13)
 
 
-def test_grid_stride_over_channel_batches(monkeypatch):
+def test_grid_stride_over_channel_batches(tiny_launch, monkeypatch):
     monkeypatch.setattr(kcuda, "MAX_BLOCKS", 1)
     x = sample((3, 3, 1, 5), np.float32, seed=5)  # 9 channels, 4 per block, 1 block
     np.testing.assert_allclose(simam(x, LAM, backend="cuda"), official(x, LAM), **TOL[np.float32])
@@ -212,16 +213,198 @@ def test_non_trailing_axes(method):
     np.testing.assert_allclose(to_host(gd), gref, rtol=1e-11, atol=1e-13)
 
 
-def test_permuted_device_view_is_free():
-    """A transposed view whose (others, spatial) order is C-contiguous runs in place."""
-    base = sample((2, 3, 2, 2), np.float32, seed=15)  # memory order (N, C, H, W)
-    x_nhwc = np.ascontiguousarray(base.transpose(0, 2, 3, 1))
-    xd = cuda.to_device(x_nhwc)
-    layout = kcuda._DeviceLayout((2, 2, 2, 3), (1, 2))
-    assert layout.rows_view(xd) is None  # NHWC with spatial (1, 2): needs a gather
-    dn = cuda.to_device(base)
-    layout2 = kcuda._DeviceLayout((2, 3, 2, 2), (2, 3))
-    assert layout2.rows_view(dn) is not None
+def test_split4_merges_axes_into_a_common_view():
+    """NCHW rows, NHWC (channels-last) and a padded W each map to one (A, B, P, Q) view."""
+    it = 4
+    nchw = (60 * it, 20 * it, 5 * it, it)  # C-contiguous (2, 3, 4, 5)
+    shape4, (st,) = kcuda.split4((2, 3, 4, 5), (2, 3), [nchw])
+    assert shape4 == (1, 6, 1, 20) and st == (6 * 20 * it, 20 * it, 20 * it, it)
+    nhwc = (4 * 5 * 3 * it, 5 * 3 * it, 3 * it, it)  # (N, H, W, C) memory, axes (1, 2)
+    shape4, (st,) = kcuda.split4((2, 4, 5, 3), (1, 2), [nhwc])
+    assert shape4 == (2, 3, 1, 20) and (st[0], st[1], st[3]) == (60 * it, it, 3 * it)
+    # x contiguous, out channels-last: merged only where both are contiguous
+    shape4, sts = kcuda.split4((2, 3, 4, 5), (2, 3), [nchw, (60 * it, it, 15 * it, 3 * it)])
+    assert shape4 == (2, 3, 1, 20) and sts[1][3] == 3 * it
+    padded = (3 * 4 * 8 * it, 4 * 8 * it, 8 * it, it)  # W = 5 of 8 allocated
+    assert kcuda.split4((2, 3, 4, 5), (2, 3), [padded])[0] == (1, 6, 4, 5)
+    five_d = (2 * 3 * 4 * 5 * 6, 3 * 4 * 5 * 6, 4 * 5 * 6, 5 * 6, 6)
+    assert kcuda.split4((7, 2, 3, 4, 5), (1, 3), [tuple(v * it for v in five_d)]) is None
+
+
+def test_channels_last_and_padded_views_run_in_place(monkeypatch):
+    """No gather/scatter copy for channels-last or a padded spatial axis (strided kernel)."""
+    def no_copy(*args, **kwargs):
+        raise AssertionError("gathered into a contiguous copy")
+
+    monkeypatch.setattr(kcuda, "_contiguous_rows", no_copy)
+    x = sample((2, 3, 4, 3), np.float32, seed=15)  # (N, H, W, C), axes (1, 2)
+    want = simam(x, LAM, axes=(1, 2), backend="numpy")
+    xd = cuda.to_device(x)
+    np.testing.assert_allclose(to_host(simam(xd, LAM, axes=(1, 2))), want, **TOL[np.float32])
+    big = sample((1, 2, 3, 7), np.float64, seed=16)
+    view = cuda.to_device(big)[:, :, :, :4]  # P = 3, Q = 4 with a row pitch of 7
+    for method in METHODS:
+        np.testing.assert_allclose(to_host(simam(view, LAM, method=method)),
+                                   truth(big[..., :4], LAM, method), **TOL[np.float64])
+        g = sample((1, 2, 3, 4), np.float64, seed=17)
+        np.testing.assert_allclose(
+            to_host(simam_backward(view, cuda.to_device(g), LAM, method=method)),
+            simam_backward(big[..., :4], g, LAM, method=method, backend="numpy"),
+            rtol=1e-11, atol=1e-13)
+
+
+def test_layout_needing_more_than_two_dims_is_gathered():
+    x = sample((2, 3, 2, 2, 3), np.float64, seed=18)  # axes (1, 3): others (0, 2, 4)
+    want = simam(x, LAM, axes=(1, 3), backend="numpy")
+    xd = cuda.to_device(x)
+    np.testing.assert_allclose(to_host(simam(xd, LAM, axes=(1, 3))), want, rtol=1e-12,
+                               atol=1e-14)
+    assert simam(xd, LAM, axes=(1, 3), out=xd) is xd
+    np.testing.assert_allclose(to_host(xd), want, rtol=1e-12, atol=1e-14)
+
+
+def test_one_kernel_per_variant():
+    kernels = {kcuda.kernel(kind, exact, lowp) for kind in ("forward", "backward")
+               for exact in (False, True) for lowp in (False, True)}
+    assert len(kernels) == 8
+    assert kcuda.kernel("forward", True, False) is kcuda.kernel("forward", True, False)
+    assert kcuda.use_shuffle() is (not SIM)
+
+
+# ----------------------------------------------- interface objects, torch, streams
+class CAI:
+    """A ``__cuda_array_interface__`` v3 exporter over simulated device (= host) memory."""
+
+    def __init__(self, host: np.ndarray, readonly: bool = False, stream: int | None = None):
+        self.host, self.shape, self.dtype = host, host.shape, host.dtype
+        self.readonly, self.stream = readonly, stream
+
+    @property
+    def __cuda_array_interface__(self):
+        return {"shape": self.host.shape, "typestr": self.host.dtype.str,
+                "data": (self.host.ctypes.data, self.readonly),
+                "strides": self.host.strides, "version": 3, "stream": self.stream}
+
+
+class FakeTorchTensor(CAI):
+    """Behaves like a torch CUDA tensor at the interface: raises RuntimeError when it
+    requires grad (as torch does), detaches to a plain view."""
+
+    __module__ = "torch"
+    is_cuda = True
+    device = "cuda:0"
+
+    def __init__(self, host: np.ndarray, requires_grad: bool):
+        super().__init__(host)
+        self.requires_grad = requires_grad
+
+    @property
+    def __cuda_array_interface__(self):
+        if self.requires_grad:
+            raise RuntimeError("Can't get __cuda_array_interface__ on Variable that "
+                               "requires grad.")
+        return super().__cuda_array_interface__
+
+    def detach(self):
+        return FakeTorchTensor(self.host, False)
+
+
+sim_only = pytest.mark.skipif(not SIM, reason="interface objects over host memory: simulator")
+
+
+@sim_only
+def test_requires_grad_tensor_is_read_detached_and_refused_as_out():
+    from simam_ref.api import _is_device_array
+
+    x = sample((1, 2, 2, 3), np.float32, seed=19)
+    t = FakeTorchTensor(x.copy(), requires_grad=True)
+    assert _is_device_array(t)
+    np.testing.assert_allclose(to_host(simam(t, LAM)), official(x, LAM), **TOL[np.float32])
+    g = FakeTorchTensor(np.ones_like(x), requires_grad=True)
+    np.testing.assert_allclose(to_host(simam_backward(t, g, LAM)),
+                               simam_backward(x, np.ones_like(x), LAM, backend="numpy"),
+                               rtol=2e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="requires grad"):
+        simam(cuda.to_device(x), LAM, out=FakeTorchTensor(np.empty_like(x), True))
+    np.testing.assert_array_equal(t.host, x)
+
+
+@sim_only
+def test_read_only_export_refused_as_out_but_read_as_input():
+    x = sample((1, 2, 2, 3), np.float64, seed=20)
+    ro = CAI(x.copy(), readonly=True)
+    np.testing.assert_allclose(to_host(simam(ro, LAM)), official(x, LAM), **TOL[np.float64])
+    target = CAI(np.zeros_like(x), readonly=True)
+    with pytest.raises(ValueError, match="read-only"):
+        simam(cuda.to_device(x), LAM, out=target)
+    assert not target.host.any()
+    writable = CAI(np.zeros_like(x))
+    assert simam(ro, LAM, out=writable) is writable
+    np.testing.assert_allclose(writable.host, official(x, LAM), **TOL[np.float64])
+
+
+def test_stream_handle_choice():
+    class TorchStream:
+        cuda_stream = 111
+
+    class CupyStream:
+        ptr = 222
+
+    numba_stream = cuda.stream()
+    assert kcuda.stream_handle(numba_stream) is numba_stream
+    assert kcuda.stream_handle(TorchStream()) == 111
+    assert kcuda.stream_handle(CupyStream()) == 222
+    assert kcuda.stream_handle(333) == 333
+    with pytest.raises(TypeError, match="stream must be"):
+        kcuda.stream_handle("fast")
+    with pytest.raises(TypeError, match="stream must be"):
+        kcuda.stream_handle(True)
+    host = np.zeros((1, 2, 2, 2))
+    v3 = CAI(host, stream=444)
+    assert kcuda.stream_handle(None, v3, v3.__cuda_array_interface__) == 444
+    assert kcuda.stream_handle(7, v3, v3.__cuda_array_interface__) == 7  # explicit wins
+    v2 = {"shape": (2,), "typestr": "<f8", "data": (0, False), "version": 2}
+    assert kcuda.stream_handle(None, object(), v2) == 0  # no stream known: legacy default
+    assert kcuda.stream_handle(None, cuda.to_device(host), None) == 0
+
+
+@sim_only
+def test_launch_goes_to_the_callers_stream(monkeypatch):
+    launched, wrapped = [], []
+    real_launch = kcuda._launch
+
+    def spy(kern, config, args):
+        launched.append(config[2])
+        real_launch(kern, config, args)
+
+    def fake_external(handle):
+        stream = cuda.stream()
+        wrapped.append((handle, stream))
+        return stream
+
+    monkeypatch.setattr(kcuda, "_launch", spy)
+    monkeypatch.setattr(kcuda, "_numba_stream",
+                        lambda h: h if not isinstance(h, int) or h == 0 else fake_external(h))
+    x = sample((1, 2, 2, 2), np.float64, seed=21)
+    y = simam(CAI(x.copy(), stream=555), LAM)  # v3 interface: its stream
+    assert wrapped[-1][0] == 555 and launched[-1] is wrapped[-1][1]
+    np.testing.assert_allclose(to_host(y), official(x, LAM), **TOL[np.float64])
+    mine = cuda.stream()
+    simam_backward(cuda.to_device(x), cuda.to_device(x), LAM, stream=mine)  # explicit
+    assert launched[-1] is mine
+    simam(cuda.to_device(x), LAM, stream=666)  # raw handle
+    assert wrapped[-1][0] == 666 and launched[-1] is wrapped[-1][1]
+    simam(cuda.to_device(x), LAM)  # a plain Numba array: the default stream
+    assert launched[-1] == 0
+
+
+@pytest.mark.parametrize("backend", ["auto", "cpu", "numpy", "cuda"])
+def test_stream_with_host_input_is_an_error(backend):
+    x = sample((1, 2, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="stream= applies to CUDA device arrays only"):
+        simam(x, LAM, backend=backend, stream=1)
+    with pytest.raises(ValueError, match="stream= applies to CUDA device arrays only"):
+        simam_backward(x, x, LAM, backend=backend, stream=cuda.stream())
 
 
 # ------------------------------------------------------------------------ errors
@@ -287,6 +470,23 @@ def test_float32_large_values_finite():
                                rtol=2e-6)
 
 
+@pytest.mark.parametrize(("dtype", "a", "lam"), [(np.float32, 2.0**60, LAM),
+                                                (np.float16, 2.0**10, 1e-38)])
+def test_low_precision_exact_zero_leave_one_out_variance(dtype, a, lam):
+    """M = 2: each neuron's leave-one-out variance is exactly 0, so b = 4 lam is far below
+    float32's range relative to the channel (z < 1e-30), E is astronomic, exp(-E) = 0;
+    the float32 reciprocal of the low-precision path must keep the gradient finite."""
+    x = np.array([[[[0.0, a]], [[1.0, -a]]]], dtype=dtype)  # (1, 2, 1, 2)
+    g = np.array([[[[0.5, -1.0]], [[2.0, 1.0]]]], dtype=dtype)
+    grad = simam_backward(x, g, lam, method="exact", backend="cuda")
+    ref = simam_backward(x.astype(np.float64), g.astype(np.float64), lam, method="exact",
+                         backend="numpy")
+    assert np.isfinite(grad).all()
+    np.testing.assert_allclose(grad.astype(np.float64), ref, rtol=1e-3, atol=0)
+    y = simam(x, lam, method="exact", backend="cuda")
+    np.testing.assert_allclose(y.astype(np.float64), x.astype(np.float64), rtol=1e-3)
+
+
 def test_float16_device_input():
     x = sample((1, 2, 2, 3), np.float16, seed=19)
     y = to_host(simam(cuda.to_device(x), LAM))
@@ -339,6 +539,47 @@ def test_torch_cuda_tensors():
                           backend="numpy")
     np.testing.assert_allclose(grad.copy_to_host(), gref, rtol=1e-5,
                                atol=1e-6 * np.abs(gref).max())
+
+
+@needs_gpu
+def test_torch_side_stream_and_requires_grad():
+    """The input is written late on a side stream; simam must run after it there."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("torch has no CUDA")
+    src = torch.randn(4, 16, 28, 28, device="cuda")
+    ref = simam(src.cpu().double().numpy(), LAM, backend="numpy")
+    side = torch.cuda.Stream()
+    for explicit in (False, True):
+        x = torch.zeros_like(src)
+        torch.cuda.synchronize()
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(20_000_000)
+            x.copy_(src)
+            if not explicit:
+                y = simam(x, LAM)  # torch's current stream
+        if explicit:
+            y = simam(x, LAM, stream=side)
+        side.synchronize()
+        np.testing.assert_allclose(y.copy_to_host(), ref, rtol=1e-6, atol=1e-7)
+    xg = src.clone().requires_grad_(True)
+    np.testing.assert_allclose(simam(xg, LAM).copy_to_host(), ref, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="requires grad"):
+        simam(src, LAM, out=torch.empty_like(src).requires_grad_(True))
+
+
+@needs_gpu
+@pytest.mark.parametrize("shape", [(2, 64, 7, 7), (2, 8, 28, 28)])
+def test_tree_and_shuffle_reductions_agree_on_gpu(monkeypatch, shape):
+    x = sample(shape, np.float32, seed=22)
+    xd = cuda.to_device(x)
+    got = {}
+    for shuffle in (True, False):
+        monkeypatch.setattr(kcuda, "WARP_SHUFFLE", shuffle)
+        got[shuffle] = to_host(simam(xd, LAM, method="exact"))
+    ref = simam(x.astype(np.float64), LAM, method="exact", backend="numpy")
+    for y in got.values():
+        np.testing.assert_allclose(y, ref, rtol=2e-6, atol=1e-7)
 
 
 # --------------------------------------------------------------- benchmark smoke

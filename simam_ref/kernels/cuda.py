@@ -1,30 +1,51 @@
 """Numba CUDA kernels for SimAM (forward and analytic backward, paper and exact).
 
 Each kernel implements the per-channel algorithm of :mod:`simam_ref.reference`
-on a C-contiguous ``(channels, M)`` device array: power-of-two scaling, two-pass
-float64 statistics with one correction step, the paper or exact inverse energy,
-and a fused output pass.  The backward recomputes everything from ``x`` (no
-saved state): statistics, then the ``P1``/``P2`` reductions, then the output.
+and recomputes everything from ``x`` (the backward saves no state): channel
+statistics, then (backward) the ``P1``/``P2`` reductions, then the output.
+
+Variants.  One kernel is compiled per (forward/backward, method, precision,
+reduction, one or two spatial dimensions): these are compile-time constants, so
+each kernel carries only its own arithmetic (:func:`kernel`).
+
+* float16/float32 input: statistics in one shifted float64 pass (sum and sum of
+  squares of ``x - x[first]``; float32 squares cannot overflow float64); the
+  inverse energy, ``exp`` and sigmoid per element in float32 (the deviation is
+  formed in float64 and scaled by ``sqrt(ca)`` before the cast, so nothing
+  overflows); the backward's per-element coefficients, sums and output
+  combination in float64.  On a GPU the float32 reciprocals use ``div.approx``
+  (2 ulp, no IEEE slow path), the exact method's ``1 / b`` too, as ``ca / z``
+  with ``z = b * ca`` in ``(0, 1]``.
+* float64 input: the reference's power-of-two scaling, two-pass statistics with
+  one correction step, float64 throughout.
+* Per-channel reciprocals are hoisted out of the element loops; the divisions
+  left per element are the sigmoid's and, for the exact method, ``1 / b``.
 
 Layout.  A *group* of ``G`` threads (``G`` a power of two dividing the block)
 owns one channel and walks it with a stride of ``G``; a block holds
 ``THREADS_PER_BLOCK // G`` groups and the grid strides over channel batches.
-``G`` is chosen per launch from ``M`` (:func:`launch_config`): large channels get
-the whole block (one block per channel), tiny ones (``7x7 = 49`` neurons) get
-``GROUP_MIN`` threads (one warp), so a block works on many channels at once.
-Reductions run in float64 through one dynamic shared-memory buffer, a tree
-within each group separated by ``syncthreads`` — no warp shuffles, so the same
-code runs under Numba's CUDA simulator.  Every launch reads the module settings
-``THREADS_PER_BLOCK``, ``GROUP_MIN`` and ``ELEMENTS_PER_THREAD`` afresh (tests
-lower them for simulator speed); nothing about them is baked in at compile time.
+``G`` is chosen per launch from ``M`` (:func:`launch_config`).  Reductions are
+float64: on a GPU warp shuffles (no block barrier for ``G <= 32``; above, the
+warps' partial sums meet in shared memory behind one barrier); under Numba's CUDA
+simulator, which has no shuffles, a shared-memory tree.  The choice is made when
+a kernel is built (:data:`WARP_SHUFFLE`).  Every launch reads the settings
+``THREADS_PER_BLOCK``, ``GROUP_MIN`` and ``ELEMENTS_PER_THREAD`` afresh (tests lower
+them for simulator speed).
 
-Device input of any layout.  With the spatial axes trailing and contiguous (any
-permutation whose ``(others..., spatial...)`` order is C-contiguous) the
-``(channels, M)`` view is free and the kernels work in place on the caller's
-memory.  Otherwise ``x`` (and ``grad_out``) are gathered into a contiguous device
-scratch with a strided device-to-device assignment, and the result is scattered
-into ``out`` the same way.  A freshly allocated result is C-contiguous in ``x``'s
-shape.
+Device input of any layout.  The kernels index 4-d views ``(A, B, P, Q)`` with
+the array's own strides: channel ``c = a * B + b``, neuron ``j = p * Q + q``.
+The non-spatial axes and the spatial axes are each merged into at most two
+dimensions (axes are merged where every array involved is contiguous across
+them), so channels-last and other permuted layouts run in place with no copy.
+Only layouts that need more than two dimensions on a side are gathered into a
+contiguous scratch (and scattered back) on the launch stream.
+
+Streams.  Device calls launch on a stream and never synchronise the host: the
+``stream=`` argument when given (a Numba stream, a ``torch.cuda.Stream``, a CuPy
+stream or a raw ``cudaStream_t`` integer), else the caller's current stream where
+it can be known: PyTorch's current stream for torch tensors, the interface's
+``stream`` for ``__cuda_array_interface__`` v3 objects (CuPy), a Numba array's own
+stream, otherwise the legacy default stream.
 
 Importing this module never touches the driver; :func:`available` says whether
 a GPU (or the simulator, ``NUMBA_ENABLE_CUDASIM=1``) can run the kernels.
@@ -33,7 +54,7 @@ a GPU (or the simulator, ``NUMBA_ENABLE_CUDASIM=1``) can run the kernels.
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
+import sys
 from typing import Any
 
 import numpy as np
@@ -44,13 +65,19 @@ __all__ = [
     "ELEMENTS_PER_THREAD",
     "GROUP_MIN",
     "THREADS_PER_BLOCK",
+    "WARP_SHUFFLE",
     "available",
     "backward_2d",
     "forward_2d",
+    "kernel",
     "launch_config",
     "simam_backward_device",
     "simam_device",
+    "simulator_enabled",
+    "split4",
+    "stream_handle",
     "unavailable_reason",
+    "use_shuffle",
 ]
 
 #: Threads per block (a power of two, at most 1024).  Read at every launch.
@@ -64,11 +91,19 @@ GROUP_MIN = 32
 ELEMENTS_PER_THREAD = 8
 #: Upper bound on the grid size; the kernels grid-stride over channel batches.
 MAX_BLOCKS = 1 << 20
+#: Reductions: ``None`` picks warp shuffles on a GPU and the shared-memory tree under
+#: the simulator (which has no shuffles); ``True``/``False`` forces one.  Read when a
+#: kernel variant is first built.
+WARP_SHUFFLE: bool | None = None
 
 _MIN_EXP = -1000  # the reference clips frexp exponents to [-1000, 1100]
 _SCALE_MAX = 2.0**-_MIN_EXP
-_KERNELS: SimpleNamespace | None = None
-#: ``numba.cuda``, bound by :func:`_build`.  Kernel bodies must reach it as a module
+_FULL_MASK = 0xFFFFFFFF
+_WARP = 32
+#: Shared float64 words of the shuffle reduction: two slots of (32 + 32) partials.
+_SHUFFLE_WORDS = 128
+_KERNELS: dict[tuple[str, bool, bool, bool, bool, bool], Any] = {}
+#: ``numba.cuda``, bound by :func:`_bind`.  Kernel bodies must reach it as a module
 #: global: the simulator swaps module globals for its fake module while they run.
 cuda: Any = None
 
@@ -108,69 +143,174 @@ def simulator_enabled() -> bool:
     return _cuda().device_array.__module__.startswith("numba.cuda.simulator")
 
 
-# ------------------------------------------------------------------------ kernels
-def _build() -> SimpleNamespace:
-    """Compile-on-demand kernels (lazily, so importing never needs a driver)."""
+def use_shuffle() -> bool:
+    """Whether newly built kernels reduce with warp shuffles (see :data:`WARP_SHUFFLE`)."""
+    if WARP_SHUFFLE is not None:
+        return bool(WARP_SHUFFLE)
+    return not simulator_enabled()
+
+
+def _bind() -> Any:
     global cuda
-    cuda = _cuda()
-    from numba import float64 as nb_f64
+    if cuda is None:
+        cuda = _cuda()
+    return cuda
 
+
+# ------------------------------------------------------------------ reductions
+def _group_reducer(shuffle: bool, take_max: bool, full_warps: bool = True) -> Any:
+    """Device function ``(sh, slot, tid, group, a, b) -> (sum a, sum-or-max b)``.
+
+    Every thread of the block calls it (the barriers need them all); every lane of
+    a group gets the group's result.  ``slot`` (0 or 1) picks the half of the
+    shuffle path's shared buffer; callers alternate it so that one barrier per
+    reduction suffices.  The tree path ignores it and ends with a barrier.
+    ``full_warps``: blocks of at least 32 threads (a constant shuffle mask).
+    """
     f64 = np.float64
-    f32 = np.float32
 
-    @cuda.jit(device=True)
-    def group_sum2(sh, tid, lane, group, tpb, a, b):
-        """Sums of ``a`` and ``b`` over the group of ``tid`` (whole block participates)."""
-        sh[tid] = a
-        sh[tpb + tid] = b
-        cuda.syncthreads()
-        step = group // 2
-        while step > 0:
-            if lane < step:
-                sh[tid] += sh[tid + step]
-                sh[tpb + tid] += sh[tpb + tid + step]
+    if shuffle:
+
+        @cuda.jit(device=True)
+        def xor_step(a, b, off, mask):
+            a += cuda.shfl_xor_sync(mask, a, off)
+            other = cuda.shfl_xor_sync(mask, b, off)
+            if take_max:
+                if other > b:
+                    b = other
+            else:
+                b += other
+            return a, b
+
+        @cuda.jit(device=True)
+        def butterfly(a, b, width, mask):
+            """Reduce over aligned blocks of ``width`` (<= 32) lanes; all lanes get it."""
+            if width > 16:
+                a, b = xor_step(a, b, 16, mask)
+            if width > 8:
+                a, b = xor_step(a, b, 8, mask)
+            if width > 4:
+                a, b = xor_step(a, b, 4, mask)
+            if width > 2:
+                a, b = xor_step(a, b, 2, mask)
+            if width > 1:
+                a, b = xor_step(a, b, 1, mask)
+            return a, b
+
+        @cuda.jit(device=True)
+        def reduce_shuffle(sh, slot, tid, group, a, b):
+            """Butterfly within each warp; above 32, one shared stage and a second
+            butterfly over the group's warp partials (no loop, one barrier)."""
+            if full_warps:
+                mask = _FULL_MASK
+            else:  # blocks under 32 threads: only their lanes exist
+                mask = (1 << cuda.blockDim.x) - 1
+            if group <= _WARP:
+                return butterfly(a, b, group, mask)
+            a, b = butterfly(a, b, _WARP, mask)
+            base = slot * 64
+            if (tid & (_WARP - 1)) == 0:
+                sh[base + (tid >> 5)] = a
+                sh[base + 32 + (tid >> 5)] = b
             cuda.syncthreads()
-            step //= 2
-        base = tid - lane
-        ra = sh[base]
-        rb = sh[tpb + base]
-        cuda.syncthreads()
-        return ra, rb
+            nw = group >> 5
+            k = ((tid & ~(group - 1)) >> 5) + (tid & (nw - 1))
+            return butterfly(sh[base + k], sh[base + 32 + k], nw, mask)
+
+        return reduce_shuffle
 
     @cuda.jit(device=True)
-    def group_sum_max(sh, tid, lane, group, tpb, a, b):
-        """Sum of ``a`` and maximum of ``b`` over the group of ``tid``."""
-        sh[tid] = a
-        sh[tpb + tid] = b
+    def reduce_tree(sh, slot, tid, group, a, b):
+        """Shared-memory tree within the group; a barrier at every level."""
+        tpb = cuda.blockDim.x
+        lane = tid & (group - 1)
+        sh[tid] = f64(a)
+        sh[tpb + tid] = f64(b)
         cuda.syncthreads()
-        step = group // 2
+        step = group >> 1
         while step > 0:
             if lane < step:
                 sh[tid] += sh[tid + step]
                 other = sh[tpb + tid + step]
-                if other > sh[tpb + tid]:
-                    sh[tpb + tid] = other
+                if take_max:
+                    if other > sh[tpb + tid]:
+                        sh[tpb + tid] = other
+                else:
+                    sh[tpb + tid] += other
             cuda.syncthreads()
-            step //= 2
+            step >>= 1
         base = tid - lane
         ra = sh[base]
         rb = sh[tpb + base]
         cuda.syncthreads()
         return ra, rb
 
+    return reduce_tree
+
+
+# ------------------------------------------------------------------ statistics
+def _stats_function(lowp: bool, flat: bool, red_sum: Any, red_max: Any) -> Any:
+    """Device function ``-> (s, mu, S2, slot)``: scale, mean and sum of squared
+    deviations of channel ``(c0, c1)`` in scaled units (``s = 1`` for low precision)."""
+    f64 = np.float64
+
+    if lowp:
+
+        @cuda.jit(device=True)
+        def stats_shifted(x, c0, c1, valid, sh, slot, tid, lane, group, m, nq, p0, q0, dp, dq):
+            """One float64 pass over ``x - x[first]``: sum and sum of squares."""
+            k = f64(0.0)
+            s1 = f64(0.0)
+            s2 = f64(0.0)
+            if valid:
+                k = f64(x[c0, c1, 0, 0])
+                j, p, q = lane, p0, q0
+                while j < m:
+                    dv = f64(x[c0, c1, p, q]) - k
+                    s1 += dv
+                    s2 += dv * dv
+                    j += group
+                    if flat:
+                        q += group
+                    else:
+                        p += dp
+                        q += dq
+                        if q >= nq:
+                            q -= nq
+                            p += 1
+            s1, s2 = red_sum(sh, slot, tid, group, s1, s2)
+            shift = s1 / m
+            ss = s2 - s1 * shift
+            if ss < 0.0:
+                ss = f64(0.0)
+            return f64(1.0), k + shift, ss, slot ^ 1
+
+        return stats_shifted
+
     @cuda.jit(device=True)
-    def channel_stats(x, c, valid, lane, tid, group, tpb, m, sh):
-        """``(s, mu, S2)`` of channel ``c`` (scaled units), as in the reference."""
+    def stats_scaled(x, c0, c1, valid, sh, slot, tid, lane, group, m, nq, p0, q0, dp, dq):
+        """The reference's algorithm: power-of-two scale, mean, corrected deviations."""
         total = f64(0.0)
         amax = f64(0.0)
         if valid:
-            for j in range(lane, m, group):
-                v = f64(x[c, j])
+            j, p, q = lane, p0, q0
+            while j < m:
+                v = f64(x[c0, c1, p, q])
                 total += v
                 av = abs(v)
                 if av > amax:
                     amax = av
-        total, amax = group_sum_max(sh, tid, lane, group, tpb, total, amax)
+                j += group
+                if flat:
+                    q += group
+                else:
+                    p += dp
+                    q += dq
+                    if q >= nq:
+                        q -= nq
+                        p += 1
+        total, amax = red_max(sh, slot, tid, group, total, amax)
+        slot ^= 1
         # s = 2**-e with a = mant * 2**e, e clipped to [_MIN_EXP, 1100] (finite
         # doubles have e <= 1024); mant / a is exactly 2**-e (no ldexp: it wants an
         # int32 on the GPU and a Python int in the simulator).
@@ -188,133 +328,281 @@ def _build() -> SimpleNamespace:
         if cuda.syncthreads_or(1 if need else 0):
             acc = f64(0.0)
             if need:
-                for j in range(lane, m, group):
-                    acc += f64(x[c, j]) * s
-            acc, _ = group_sum2(sh, tid, lane, group, tpb, acc, f64(0.0))
+                j, p, q = lane, p0, q0
+                while j < m:
+                    acc += f64(x[c0, c1, p, q]) * s
+                    j += group
+                    if flat:
+                        q += group
+                    else:
+                        p += dp
+                        q += dq
+                        if q >= nq:
+                            q -= nq
+                            p += 1
+            acc, _ = red_sum(sh, slot, tid, group, acc, f64(0.0))
+            slot ^= 1
             if need:
                 total_s = acc
         mu0 = total_s / m
         su = f64(0.0)
         ss = f64(0.0)
         if valid:
-            for j in range(lane, m, group):
-                dv = f64(x[c, j]) * s - mu0
+            j, p, q = lane, p0, q0
+            while j < m:
+                dv = f64(x[c0, c1, p, q]) * s - mu0
                 su += dv
                 ss += dv * dv
-        su, ss = group_sum2(sh, tid, lane, group, tpb, su, ss)
+                j += group
+                if flat:
+                    q += group
+                else:
+                    p += dp
+                    q += dq
+                    if q >= nq:
+                        q -= nq
+                        p += 1
+        su, ss = red_sum(sh, slot, tid, group, su, ss)
         mu = mu0 + su / m
         s2 = ss - su * su / m
         if s2 < 0.0:
             s2 = f64(0.0)
-        return s, mu, s2
+        return s, mu, s2, slot ^ 1
+
+    return stats_scaled
+
+
+# ------------------------------------------------------------------------ kernels
+def _make_kernel(kind: str, exact: bool, lowp: bool, shuffle: bool, flat: bool,
+                 full_warps: bool) -> Any:
+    """Compile-on-demand kernel for one variant; the flags are compile-time constants
+    (``flat``: the spatial axes form one dimension, ``P == 1``)."""
+    _bind()
+    from numba import float64 as nb_f64
+
+    f64 = np.float64
+    f32 = np.float32
+    red_sum = _group_reducer(shuffle, False, full_warps)
+    red_max = _group_reducer(shuffle, True, full_warps)
+    stats = _stats_function(lowp, flat, red_sum, red_max)
+
+    if simulator_enabled():  # no libdevice in the simulator
+
+        @cuda.jit(device=True)
+        def inv32(y):
+            return f32(1.0) / y
+
+    else:
+
+        @cuda.jit(device=True)
+        def inv32(y):
+            """``1 / y`` in float32 by ``div.approx`` (2 ulp; no IEEE slow path)."""
+            return cuda.libdevice.fast_fdividef(f32(1.0), y)
 
     @cuda.jit(device=True)
-    def sigmoid_pair(e_inv, lowp):
-        """``(sigmoid(E), exp(-E))``; float32 ``exp`` for float32/float16 data."""
+    def setup(tid, gshift, nq):
+        """Per-thread constants: group, lane, slot in block, element walk start/step."""
+        group = 1 << gshift
+        lane = tid & (group - 1)
+        if flat:  # one spatial dimension: q is the neuron index, p stays 0
+            return group, lane, tid >> gshift, 0, lane, 0, group
+        p0 = lane // nq
+        dp = group // nq
+        return group, lane, tid >> gshift, p0, lane - p0 * nq, dp, group - dp * nq
+
+    @cuda.jit(device=True)
+    def channel_consts(s, s2, lam, m):
+        """``(lam_s, ca, sq, ca4, inv_n, r)``: ``ca = 1/(4(S2/n + lam_s))``, ``sq = sqrt(ca)``."""
+        n = f64(m - 1)
+        inv_n = 1.0 / n
+        lam_s = max(lam * s * s, LAM_FLOOR)
+        ca4 = 1.0 / (s2 * inv_n + lam_s)
+        ca = 0.25 * ca4
+        return lam_s, ca, math.sqrt(ca), ca4, inv_n, f64(m) * inv_n
+
+    if kind == "forward":
+
+        @cuda.jit
+        def forward(x, out, lam, gshift, channels, nb, m, nq):
+            """``out = x * sigmoid(E)`` per channel of the 4-d view ``x``."""
+            sh = cuda.shared.array(0, dtype=nb_f64)
+            tid = cuda.threadIdx.x
+            group, lane, gid, p0, q0, dp, dq = setup(tid, gshift, nq)
+            per_block = cuda.blockDim.x >> gshift
+            slot = 0
+            base = cuda.blockIdx.x * per_block
+            while base < channels:
+                c = base + gid
+                valid = c < channels
+                c0 = c // nb
+                c1 = c - c0 * nb
+                s, mu, s2, slot = stats(x, c0, c1, valid, sh, slot, tid, lane, group, m, nq,
+                                        p0, q0, dp, dq)
+                lam_s, ca, sq, ca4, inv_n, r = channel_consts(s, s2, lam, m)
+                r2 = r * r
+                r2_32 = f32(r2)
+                if valid:
+                    j, p, q = lane, p0, q0
+                    while j < m:
+                        xv = x[c0, c1, p, q]
+                        if lowp:
+                            u = f64(xv) - mu
+                            w = f32(u * sq)
+                            if exact:
+                                vt = s2 - r * (u * u)
+                                if vt < 0.0:
+                                    vt = f64(0.0)
+                                z = f32((vt * inv_n + lam_s) * ca4)
+                                e32 = r2_32 * (w * w) * inv32(z) + f32(0.5)
+                            else:
+                                e32 = w * w + f32(0.5)
+                            t32 = math.exp(-e32)
+                            out[c0, c1, p, q] = f32(xv) * inv32(f32(1.0) + t32)
+                        else:
+                            u = xv * s - mu
+                            d = u * u
+                            if exact:
+                                vt = s2 - r * d
+                                if vt < 0.0:
+                                    vt = f64(0.0)
+                                e64 = r2 * d / (4.0 * (vt * inv_n + lam_s)) + 0.5
+                            else:
+                                e64 = d * ca + 0.5
+                            out[c0, c1, p, q] = xv / (1.0 + math.exp(-e64))
+                        j += group
+                        if flat:
+                            q += group
+                        else:
+                            p += dp
+                            q += dq
+                            if q >= nq:
+                                q -= nq
+                                p += 1
+                base += cuda.gridDim.x * per_block
+
+        return forward
+
+    @cuda.jit(device=True)
+    def terms(xv, s, mu, s2, lam_s, ca, sq, ca4, inv_n, r, r2):
+        """``(u, g, t, ib)`` for one neuron: deviation, sigmoid(E), exp(-E), 1/b (exact)."""
+        xs = f64(xv) * s
+        u = xs - mu
+        d = u * u
+        ib = f64(0.0)
+        if exact:
+            vt = s2 - r * d
+            if vt < 0.0:
+                vt = f64(0.0)
+            if lowp:
+                # 1/b = ca / z with z = b * ca in (0, 1]: a float32 reciprocal.  Below
+                # z = 1e-30, E > 1e29 and exp(-E) = 0 makes every use of 1/b vanish.
+                z32 = max(f32((vt * inv_n + lam_s) * ca4), f32(1e-30))
+                ib = ca * f64(inv32(z32))
+            else:
+                ib = 1.0 / (4.0 * (vt * inv_n + lam_s))
         if lowp:
-            t32 = math.exp(f32(-e_inv))
-            g32 = f32(1.0) / (f32(1.0) + t32)
-            return f64(g32), f64(t32)
-        t = math.exp(-e_inv)
-        return 1.0 / (1.0 + t), t
+            if exact:
+                e32 = f32(r2 * d * ib) + f32(0.5)
+            else:
+                w = f32(u * sq)
+                e32 = w * w + f32(0.5)
+            t32 = math.exp(-e32)
+            g32 = inv32(f32(1.0) + t32)
+            return xs, u, f64(g32), f64(t32), ib
+        if exact:
+            e64 = r2 * d * ib + 0.5
+        else:
+            e64 = d * ca + 0.5
+        t64 = math.exp(-e64)
+        return xs, u, 1.0 / (1.0 + t64), t64, ib
 
     @cuda.jit(device=True)
-    def energy_terms(u, exact, s2, lam_s, n, r, ca):
-        """``(E, B)``: inverse energy and its denominator (``4(var + lam)``)."""
+    def alpha_beta(u, ib, ca, inv_n, r, r2):
+        """Coefficients of ``q`` in ``P1`` (``alpha``) and ``P2`` (``beta``)."""
         d = u * u
         if exact:
-            var_t = s2 - r * d
-            if var_t < 0.0:
-                var_t = f64(0.0)
-            b = 4.0 * (var_t / n + lam_s)
-            return (r * r) * d / b + 0.5, b
-        return d * ca + 0.5, f64(0.0)
+            dn = d * ib * inv_n
+            return u * ib * (2.0 * r2 + 8.0 * r2 * r * dn), 8.0 * r2 * dn * ib
+        return u * (2.0 * ca), d * (8.0 * ca * ca * inv_n)
 
     @cuda.jit
-    def forward(x, out, lam, exact, lowp, group, channels, m):
-        """``out = x * sigmoid(E)`` per channel row of ``x``."""
+    def backward(x, go, out, lam, gshift, channels, nb, m, nq):
+        """Vector-Jacobian product per channel (recomputed from ``x``)."""
         sh = cuda.shared.array(0, dtype=nb_f64)
         tid = cuda.threadIdx.x
-        tpb = cuda.blockDim.x
-        lane = tid % group
-        per_block = tpb // group
-        n = f64(m - 1)
-        r = f64(m) / n
-        for base in range(cuda.blockIdx.x * per_block, channels, cuda.gridDim.x * per_block):
-            c = base + tid // group
+        group, lane, gid, p0, q0, dp, dq = setup(tid, gshift, nq)
+        per_block = cuda.blockDim.x >> gshift
+        slot = 0
+        inv_m = 1.0 / f64(m)
+        base = cuda.blockIdx.x * per_block
+        while base < channels:
+            c = base + gid
             valid = c < channels
-            s, mu, s2 = channel_stats(x, c, valid, lane, tid, group, tpb, m, sh)
-            lam_s = max(lam * s * s, LAM_FLOOR)
-            ca = 1.0 / (4.0 * (s2 / n + lam_s))
-            if valid:
-                for j in range(lane, m, group):
-                    xv = f64(x[c, j])
-                    e_inv, _ = energy_terms(xv * s - mu, exact, s2, lam_s, n, r, ca)
-                    g, _ = sigmoid_pair(e_inv, lowp)
-                    out[c, j] = xv * g
-
-    @cuda.jit
-    def backward(x, go, out, lam, exact, lowp, group, channels, m):
-        """Vector-Jacobian product per channel row (recomputed from ``x``)."""
-        sh = cuda.shared.array(0, dtype=nb_f64)
-        tid = cuda.threadIdx.x
-        tpb = cuda.blockDim.x
-        lane = tid % group
-        per_block = tpb // group
-        n = f64(m - 1)
-        r = f64(m) / n
-        for base in range(cuda.blockIdx.x * per_block, channels, cuda.gridDim.x * per_block):
-            c = base + tid // group
-            valid = c < channels
-            s, mu, s2 = channel_stats(x, c, valid, lane, tid, group, tpb, m, sh)
-            lam_s = max(lam * s * s, LAM_FLOOR)
-            a = 4.0 * (s2 / n + lam_s)
-            ca = 1.0 / a
-            pa = 2.0 / a
-            pb = 8.0 / (n * a * a)
+            c0 = c // nb
+            c1 = c - c0 * nb
+            s, mu, s2, slot = stats(x, c0, c1, valid, sh, slot, tid, lane, group, m, nq,
+                                    p0, q0, dp, dq)
+            lam_s, ca, sq, ca4, inv_n, r = channel_consts(s, s2, lam, m)
+            r2 = r * r
             p1 = f64(0.0)
             p2 = f64(0.0)
             if valid:
-                for j in range(lane, m, group):
-                    xs = f64(x[c, j]) * s
-                    u = xs - mu
-                    e_inv, b = energy_terms(u, exact, s2, lam_s, n, r, ca)
-                    g, t = sigmoid_pair(e_inv, lowp)
-                    q = f64(go[c, j]) * xs * g * (t * g)
-                    d = u * u
-                    if exact:
-                        alpha = 2.0 * r * r * u / b + 8.0 * r * r * r * u * d / (n * b * b)
-                        beta = 8.0 * r * r * d / (n * b * b)
+                j, p, q = lane, p0, q0
+                while j < m:
+                    xs, u, g, t, ib = terms(x[c0, c1, p, q], s, mu, s2, lam_s, ca, sq, ca4,
+                                            inv_n, r, r2)
+                    qv = f64(go[c0, c1, p, q]) * xs * g * (t * g)
+                    alpha, beta = alpha_beta(u, ib, ca, inv_n, r, r2)
+                    p1 += qv * alpha
+                    p2 += qv * beta
+                    j += group
+                    if flat:
+                        q += group
                     else:
-                        alpha = u * pa
-                        beta = d * pb
-                    p1 += q * alpha
-                    p2 += q * beta
-            p1, p2 = group_sum2(sh, tid, lane, group, tpb, p1, p2)
-            p1m = p1 / m
+                        p += dp
+                        q += dq
+                        if q >= nq:
+                            q -= nq
+                            p += 1
+            p1, p2 = red_sum(sh, slot, tid, group, p1, p2)
+            slot ^= 1
+            p1m = p1 * inv_m
             if valid:
-                for j in range(lane, m, group):
-                    xs = f64(x[c, j]) * s
-                    u = xs - mu
-                    e_inv, b = energy_terms(u, exact, s2, lam_s, n, r, ca)
-                    g, t = sigmoid_pair(e_inv, lowp)
-                    gv = f64(go[c, j])
-                    q = gv * xs * g * (t * g)
-                    if exact:
-                        d = u * u
-                        alpha = 2.0 * r * r * u / b + 8.0 * r * r * r * u * d / (n * b * b)
+                j, p, q = lane, p0, q0
+                while j < m:
+                    xs, u, g, t, ib = terms(x[c0, c1, p, q], s, mu, s2, lam_s, ca, sq, ca4,
+                                            inv_n, r, r2)
+                    gv = f64(go[c0, c1, p, q])
+                    qv = gv * xs * g * (t * g)
+                    alpha, _ = alpha_beta(u, ib, ca, inv_n, r, r2)
+                    out[c0, c1, p, q] = gv * g + qv * alpha - p1m - u * p2
+                    j += group
+                    if flat:
+                        q += group
                     else:
-                        alpha = u * pa
-                    out[c, j] = gv * g + q * alpha - p1m - u * p2
+                        p += dp
+                        q += dq
+                        if q >= nq:
+                            q -= nq
+                            p += 1
+            base += cuda.gridDim.x * per_block
 
-    return SimpleNamespace(forward=forward, backward=backward)
+    return backward
 
 
-def _kernels() -> SimpleNamespace:
-    global _KERNELS
-    if _KERNELS is None:
-        _KERNELS = _build()
-    return _KERNELS
+def kernel(kind: str, exact: bool, lowp: bool, shuffle: bool | None = None,
+           flat: bool = True, full_warps: bool = True) -> Any:
+    """The compiled-on-demand kernel of one variant (``shuffle=None``: :func:`use_shuffle`;
+    ``flat``: one spatial dimension in the 4-d view; ``full_warps``: at least 32
+    threads per block)."""
+    if kind not in ("forward", "backward"):
+        raise ValueError(f"kind must be 'forward' or 'backward', got {kind!r}")
+    shuffle = use_shuffle() if shuffle is None else bool(shuffle)
+    key = (kind, bool(exact), bool(lowp), shuffle, bool(flat), bool(full_warps) or not shuffle)
+    if key not in _KERNELS:
+        _KERNELS[key] = _make_kernel(*key)
+    return _KERNELS[key]
+
 
 
 # ------------------------------------------------------------------------- launch
@@ -344,30 +632,42 @@ def launch_config(channels: int, m: int) -> tuple[int, int, int]:
     return blocks, tpb, group
 
 
-def _launch_forward(x2: Any, out2: Any, lam: float, exact: bool) -> None:
-    channels, m = (int(v) for v in x2.shape)
-    blocks, tpb, group = launch_config(channels, m)
-    lowp = np.dtype(x2.dtype) != np.float64
-    kern = _kernels().forward
-    kern[blocks, tpb, 0, 16 * tpb](x2, out2, float(lam), bool(exact), lowp, group, channels, m)
+def _launch(kern: Any, config: tuple[int, int, int, int], args: tuple) -> None:
+    """``kern[blocks, tpb, stream, shared_bytes](*args)`` (one place to observe launches)."""
+    kern[config](*args)
 
 
-def _launch_backward(x2: Any, g2: Any, out2: Any, lam: float, exact: bool) -> None:
-    channels, m = (int(v) for v in x2.shape)
+def _run(kind: str, views: tuple[Any, ...], split: tuple[int, int, int, int], lam: float,
+         exact: bool, stream: Any) -> None:
+    """Launch one kernel on 4-d ``views`` (``x[, grad_out], out``) of shape ``split``."""
+    _bind()
+    _, nb, npp, nq = split
+    channels, m = split[0] * nb, npp * nq
     blocks, tpb, group = launch_config(channels, m)
-    lowp = np.dtype(x2.dtype) != np.float64
-    kern = _kernels().backward
-    kern[blocks, tpb, 0, 16 * tpb](
-        x2, g2, out2, float(lam), bool(exact), lowp, group, channels, m
-    )
+    shuffle = use_shuffle()
+    lowp = np.dtype(views[0].dtype) != np.float64
+    kern = kernel(kind, exact, lowp, shuffle, flat=npp == 1, full_warps=tpb >= _WARP)
+    shared = 8 * _SHUFFLE_WORDS if shuffle else 16 * tpb
+    gshift = group.bit_length() - 1
+    args = (*views, float(lam), gshift, channels, nb, m, nq)
+    _launch(kern, (blocks, tpb, stream if stream is not None else 0, shared), args)
 
 
 # ------------------------------------------------------------------ NumPy (host) API
+def _rows4(d: Any, channels: int, m: int) -> Any:
+    """A C-contiguous device array of ``channels * M`` elements as a ``(1, channels, 1, M)``
+    view."""
+    item = np.dtype(d.dtype).itemsize
+    return _strided_view(d, (1, channels, 1, m), (channels * m * item, m * item, m * item, item))
+
+
 def forward_2d(x2: np.ndarray, lam: float, exact: bool, out2: np.ndarray) -> None:
     """SimAM forward of rows of host array ``x2`` into ``out2`` (may be ``x2``) on the GPU."""
-    cuda = _cuda()
+    cuda = _bind()
     dx = cuda.to_device(np.ascontiguousarray(x2))
-    _launch_forward(dx, dx, lam, exact)
+    channels, m = x2.shape
+    v = _rows4(dx, channels, m)
+    _run("forward", (v, v), (1, channels, 1, m), lam, exact, None)
     dx.copy_to_host(out2)
 
 
@@ -375,10 +675,12 @@ def backward_2d(
     x2: np.ndarray, g2: np.ndarray, lam: float, exact: bool, out2: np.ndarray
 ) -> None:
     """Vector-Jacobian product of rows of host arrays ``x2``, ``g2`` into ``out2`` on the GPU."""
-    cuda = _cuda()
+    cuda = _bind()
     dx = cuda.to_device(np.ascontiguousarray(x2))
     dg = cuda.to_device(np.ascontiguousarray(g2, dtype=x2.dtype))
-    _launch_backward(dx, dg, dg, lam, exact)
+    channels, m = x2.shape
+    vg = _rows4(dg, channels, m)
+    _run("backward", (_rows4(dx, channels, m), vg, vg), (1, channels, 1, m), lam, exact, None)
     dg.copy_to_host(out2)
 
 
@@ -387,26 +689,141 @@ def _is_fake(a: Any) -> bool:
     return type(a).__name__ == "FakeCUDAArray"
 
 
-def _as_device(obj: Any, name: str) -> Any:
-    """A Numba device array viewing ``obj`` (no copy for device input).
+def _is_torch(obj: Any) -> bool:
+    return type(obj).__module__.split(".")[0] == "torch" and hasattr(obj, "requires_grad")
+
+
+def _interface(obj: Any, name: str, writable: bool) -> tuple[Any, dict[str, Any]]:
+    """``(owner, __cuda_array_interface__)`` of ``obj``, checked for its role.
+
+    A torch tensor with ``requires_grad`` is read through ``detach()`` (the
+    kernels do not record autograd history) and refused as ``out``; an export
+    flagged read-only is refused as ``out``.
+    """
+    if _is_torch(obj) and bool(getattr(obj, "requires_grad", False)):
+        if writable:
+            raise ValueError(
+                f"{name} is a torch tensor that requires grad; in-place writes into it "
+                "would bypass autograd: pass a tensor without requires_grad"
+            )
+        obj = obj.detach()
+    try:
+        desc = obj.__cuda_array_interface__
+    except Exception as exc:
+        raise TypeError(
+            f"{name}: reading its __cuda_array_interface__ failed "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
+    data = desc.get("data")
+    if writable and data is not None and bool(data[1]):
+        raise ValueError(f"{name} is read-only (its __cuda_array_interface__ says so); "
+                         "pass a writable device array")
+    return obj, desc
+
+
+def _from_interface(desc: dict[str, Any], owner: Any) -> Any:
+    """A Numba device array over an interface's memory, without synchronising."""
+    cuda = _bind()
+    if simulator_enabled():  # the simulator's "device" memory is host memory
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+        return FakeCUDAArray(np.asarray(_HostView(desc, owner)))
+    return cuda.from_cuda_array_interface(desc, owner=owner, sync=False)
+
+
+class _HostView:
+    """``__array_interface__`` for a simulated interface whose pointer is host memory."""
+
+    def __init__(self, desc: dict[str, Any], owner: Any):
+        self.owner = owner
+        self.__array_interface__ = {
+            "shape": tuple(desc["shape"]),
+            "typestr": desc["typestr"],
+            "data": (int(desc["data"][0]), bool(desc["data"][1])),
+            "strides": desc.get("strides"),
+            "version": 3,
+        }
+
+
+def _as_device(obj: Any, name: str, writable: bool = False) -> tuple[Any, Any]:
+    """``(device_array, interface_or_None)`` viewing ``obj`` (no copy for device input).
 
     Numba device arrays (real or simulated) pass through; objects with
-    ``__cuda_array_interface__`` are wrapped with ``numba.cuda.as_cuda_array``;
-    a NumPy array (mixed host/device calls) is copied to the device.
+    ``__cuda_array_interface__`` are wrapped without a host synchronisation; a
+    NumPy array (mixed host/device calls) is copied to the device.
     """
-    cuda = _cuda()
+    cuda = _bind()
     if getattr(obj, "__cuda_ndarray__", False):
-        return obj
-    if hasattr(obj, "__cuda_array_interface__"):
-        return cuda.as_cuda_array(obj)
+        return obj, None
     if isinstance(obj, np.ndarray):
-        return cuda.to_device(obj)
-    raise TypeError(
-        f"{name} must be a CUDA device array (Numba device array or an object with "
-        f"__cuda_array_interface__), got {type(obj).__name__}"
-    )
+        if writable:
+            raise TypeError(f"{name} must be a CUDA device array for device input, "
+                            "got numpy.ndarray")
+        return cuda.to_device(obj), None
+    try:
+        has = hasattr(obj, "__cuda_array_interface__") or _is_torch(obj)
+    except Exception:  # an exporter that raises instead of AttributeError
+        has = True
+    if not has:
+        raise TypeError(
+            f"{name} must be a CUDA device array (Numba device array or an object with "
+            f"__cuda_array_interface__), got {type(obj).__name__}"
+        )
+    owner, desc = _interface(obj, name, writable)
+    return _from_interface(desc, owner), desc
 
 
+# -------------------------------------------------------------------------- streams
+def _is_numba_stream(stream: Any) -> bool:
+    return type(stream).__module__.startswith(("numba.cuda", "numba_cuda"))
+
+
+def stream_handle(stream: Any, x: Any = None, desc: dict[str, Any] | None = None) -> Any:
+    """The stream a device call launches on: a Numba stream, a raw handle, or 0.
+
+    ``stream`` wins when given: a Numba stream is returned as is, a
+    ``torch.cuda.Stream`` gives its ``cuda_stream``, a CuPy stream its ``ptr``, an
+    int is a ``cudaStream_t``.  Otherwise the caller's current stream for ``x``:
+    PyTorch's current stream on ``x``'s device for a torch tensor, the interface's
+    ``stream`` for ``__cuda_array_interface__`` v3 objects, a Numba array's own
+    stream; 0 (the legacy default stream) when none is known.
+    """
+    if stream is not None:
+        if _is_numba_stream(stream):
+            return stream
+        for attr in ("cuda_stream", "ptr", "handle"):
+            value = getattr(stream, attr, None)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+        if isinstance(stream, int) and not isinstance(stream, bool) and stream >= 0:
+            return stream
+        raise TypeError(
+            "stream must be a Numba stream, a torch.cuda.Stream, a CuPy stream or a "
+            f"cudaStream_t integer, got {type(stream).__name__} {stream!r}"
+        )
+    if x is not None and _is_torch(x):
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            return int(torch.cuda.current_stream(x.device).cuda_stream)
+    if desc is not None and desc.get("stream") is not None:
+        return int(desc["stream"])
+    own = getattr(x, "stream", 0) if getattr(x, "__cuda_ndarray__", False) else 0
+    return own if own else 0
+
+
+def _numba_stream(handle: Any) -> Any:
+    """A Numba stream for a :func:`stream_handle` result (0: the default stream)."""
+    if not isinstance(handle, int):
+        return handle
+    if handle == 0:
+        return 0
+    cuda = _bind()
+    if simulator_enabled():  # the simulator runs everything synchronously
+        return cuda.stream()
+    return cuda.external_stream(handle)
+
+
+# ------------------------------------------------------------------ device layout
 def _strided_view(d: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any:
     """A view of device array ``d``'s memory with the given shape and byte strides."""
     if _is_fake(d):
@@ -444,63 +861,41 @@ def _same_or_disjoint(a: Any, b: Any, what: str) -> bool:
     raise ValueError(f"out partly overlaps {what}; pass {what} itself or a separate array")
 
 
-class _DeviceLayout:
-    """Maps a device array of any layout to ``(channels, M)`` rows and back."""
+def split4(shape: tuple[int, ...], spatial: tuple[int, ...],
+           strides: list[tuple[int, ...]]) -> tuple[tuple[int, ...], list[tuple[int, ...]]] | None:
+    """A common 4-d ``(A, B, P, Q)`` view shape and per-array byte strides, or None.
 
-    def __init__(self, shape: tuple[int, ...], spatial: tuple[int, ...]):
-        others = tuple(a for a in range(len(shape)) if a not in spatial)
-        self.perm = others + tuple(spatial)
-        self.shape = shape
-        self.m = math.prod(shape[a] for a in spatial)
-        self.channels = math.prod(shape) // self.m
+    The non-spatial axes become ``(A, B)`` and the spatial axes ``(P, Q)``; size-1
+    axes are dropped and neighbouring axes merged where every array is contiguous
+    across them.  None when a side still needs more than two dimensions.
+    """
+    others = [a for a in range(len(shape)) if a not in spatial]
 
-    def rows_view(self, d: Any) -> Any | None:
-        """``d`` as a C-contiguous ``(channels, M)`` view, or None when that needs a copy."""
-        item = np.dtype(d.dtype).itemsize
-        expected = item
-        for ax in reversed(self.perm):
-            size, stride = self.shape[ax], d.strides[ax]
-            if size != 1 and stride != expected:
-                return None
-            expected *= size
-        return _strided_view(d, (self.channels, self.m), (self.m * item, item))
+    def merged(axes: list[int]) -> list[tuple[int, list[int]]] | None:
+        dims: list[tuple[int, list[int]]] = []
+        for ax in axes:
+            size = shape[ax]
+            if size == 1:
+                continue
+            sts = [st[ax] for st in strides]
+            if dims and all(prev == size * cur for prev, cur in zip(dims[-1][1], sts)):
+                dims[-1] = (dims[-1][0] * size, sts)
+            else:
+                dims.append((size, sts))
+        if len(dims) > 2:
+            return None
+        return [(1, [0] * len(strides))] * (2 - len(dims)) + dims
 
-    def permuted(self, d: Any) -> Any:
-        """``d`` with its axes in ``(others..., spatial...)`` order (a view)."""
-        shape = tuple(self.shape[a] for a in self.perm)
-        strides = tuple(d.strides[a] for a in self.perm)
-        return _strided_view(d, shape, strides)
-
-    def gather(self, d: Any, dtype: np.dtype) -> Any:
-        """Rows of ``d``: a free view when possible, else a contiguous device copy."""
-        view = self.rows_view(d)
-        if view is not None:
-            return view
-        scratch = _cuda().device_array((self.channels, self.m), dtype=dtype)
-        _assign(_strided_view(scratch, *self._perm_desc(scratch)), self.permuted(d))
-        return scratch
-
-    def scatter(self, rows: Any, d: Any) -> None:
-        """Copy contiguous ``rows`` into device array ``d`` of any layout."""
-        _assign(self.permuted(d), _strided_view(rows, *self._perm_desc(rows)))
-
-    def _perm_desc(self, rows: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        shape = tuple(self.shape[a] for a in self.perm)
-        item = np.dtype(rows.dtype).itemsize
-        strides = []
-        acc = item
-        for size in reversed(shape):
-            strides.append(acc)
-            acc *= size
-        return shape, tuple(reversed(strides))
-
-
-def _assign(dst: Any, src: Any) -> None:
-    """Device-to-device strided copy ``dst[...] = src`` (same shape)."""
-    if _is_fake(dst):
-        dst._ary[...] = src._ary
-    else:
-        dst[...] = src
+    o, s = merged(others), merged(list(spatial))
+    if o is None or s is None:
+        return None
+    dims = o + s  # dims[3] is a real axis: M >= 2
+    # size-1 padding gets the stride a C-contiguous array would have there
+    for i in (2, 1, 0):
+        if dims[i][0] == 1:
+            dims[i] = (1, [dims[i + 1][0] * st for st in dims[i + 1][1]])
+    shape4 = tuple(size for size, _ in dims)
+    return shape4, [tuple(dims[i][1][k] for i in range(4)) for k in range(len(strides))]
 
 
 def _check_strides(d: Any, name: str) -> Any:
@@ -514,10 +909,8 @@ def _check_strides(d: Any, name: str) -> Any:
     return d
 
 
-def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
-    if isinstance(out, np.ndarray):
-        raise TypeError("out must be a CUDA device array for device input, got numpy.ndarray")
-    od = _check_strides(_as_device(out, "out"), "out")
+def _check_out(od: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    _check_strides(od, "out")
     if tuple(od.shape) != shape:
         raise ValueError(f"out has shape {tuple(od.shape)}, expected {shape}")
     if np.dtype(od.dtype) != dtype:
@@ -528,51 +921,92 @@ def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
     return od
 
 
+def _contiguous_rows(d: Any, shape: tuple[int, ...], spatial: tuple[int, ...], stream: Any,
+                     into: Any = None) -> Any:
+    """Gather ``d`` into (or, with ``into``, scatter contiguous ``into`` back to) rows."""
+    others = tuple(a for a in range(len(shape)) if a not in spatial)
+    perm = others + tuple(spatial)
+    pshape = tuple(shape[a] for a in perm)
+    item = np.dtype(d.dtype).itemsize
+    cstrides, acc = [], item
+    for size in reversed(pshape):
+        cstrides.append(acc)
+        acc *= size
+    cstrides.reverse()
+    permuted = _strided_view(d, pshape, tuple(d.strides[a] for a in perm))
+    if into is None:
+        rows = _bind().device_array(math.prod(shape), dtype=d.dtype, stream=stream)
+        _assign(_strided_view(rows, pshape, tuple(cstrides)), permuted, stream)
+        return rows
+    _assign(permuted, _strided_view(into, pshape, tuple(cstrides)), stream)
+    return d
+
+
+def _assign(dst: Any, src: Any, stream: Any) -> None:
+    """Device-to-device strided copy ``dst[...] = src`` on ``stream`` (no host sync)."""
+    if _is_fake(dst):
+        dst._ary[...] = src._ary
+    else:
+        dst.setitem(Ellipsis, src, stream=stream if stream else _bind().default_stream())
+
+
 def _run_device(kind: str, x: Any, grad_out: Any, lam: float, exact: bool,
-                spatial_axes: tuple[int, ...], out: Any) -> Any:
-    cuda = _cuda()
-    xd = _check_strides(_as_device(x, "x"), "x")
+                spatial_axes: tuple[int, ...], out: Any, stream: Any = None) -> Any:
+    cuda = _bind()
+    xd, xdesc = _as_device(x, "x")
+    _check_strides(xd, "x")
     dtype = np.dtype(xd.dtype)
     shape = tuple(int(v) for v in xd.shape)
-    layout = _DeviceLayout(shape, tuple(spatial_axes))
-    gd = None
+    spatial = tuple(spatial_axes)
+    launch_stream = _numba_stream(stream_handle(stream, x, xdesc))
+    arrays = [xd]
     if kind == "backward":
-        gd = _check_strides(_as_device(grad_out, "grad_out"), "grad_out")
+        gd, _ = _as_device(grad_out, "grad_out")
+        _check_strides(gd, "grad_out")
         if np.dtype(gd.dtype) != dtype:
             raise TypeError(f"grad_out has dtype {np.dtype(gd.dtype)}, expected {dtype} (x's)")
         if tuple(gd.shape) != shape:
             raise ValueError(f"grad_out has shape {tuple(gd.shape)}, expected {shape}")
-    od = None
+        arrays.append(gd)
     if out is not None:
-        od = _check_out(out, shape, dtype)
+        od, _ = _as_device(out, "out", writable=True)
+        _check_out(od, shape, dtype)
         _same_or_disjoint(od, xd, "x")
-        if gd is not None:
-            _same_or_disjoint(od, gd, "grad_out")
-    x2 = layout.gather(xd, dtype)
-    g2 = layout.gather(gd, dtype) if gd is not None else None
-    result = cuda.device_array(shape, dtype=dtype) if od is None else od
-    o2 = layout.rows_view(result)
-    target = o2 if o2 is not None else cuda.device_array((layout.channels, layout.m), dtype)
-    if kind == "forward":
-        _launch_forward(x2, target, lam, exact)
+        if kind == "backward":
+            _same_or_disjoint(od, arrays[1], "grad_out")
     else:
-        _launch_backward(x2, g2, target, lam, exact)
-    if o2 is None:
-        layout.scatter(target, result)
-    return out if out is not None else result
+        od = cuda.device_array(shape, dtype=dtype, stream=launch_stream)
+    arrays.append(od)
+    plan = split4(shape, spatial, [tuple(int(s) for s in a.strides) for a in arrays])
+    if plan is not None:
+        shape4, strides4 = plan
+        views = tuple(_strided_view(a, shape4, st) for a, st in zip(arrays, strides4))
+        _run(kind, views, shape4, lam, exact, launch_stream)
+    else:  # more than two dimensions on a side: contiguous scratch rows
+        m = math.prod(shape[a] for a in spatial)
+        channels = math.prod(shape) // m
+        rows = [_contiguous_rows(a, shape, spatial, launch_stream) for a in arrays[:-1]]
+        orow = cuda.device_array(channels * m, dtype=dtype, stream=launch_stream)
+        views = tuple(_rows4(r, channels, m) for r in (*rows, orow))
+        _run(kind, views, (1, channels, 1, m), lam, exact, launch_stream)
+        _contiguous_rows(od, shape, spatial, launch_stream, into=orow)
+    return out if out is not None else od
 
 
 def simam_device(
-    x: Any, lam: float, exact: bool, spatial_axes: tuple[int, ...], out: Any = None
+    x: Any, lam: float, exact: bool, spatial_axes: tuple[int, ...], out: Any = None,
+    stream: Any = None,
 ) -> Any:
     """SimAM forward of device array ``x`` over ``spatial_axes``, on the GPU without a host copy.
 
     ``x`` is a Numba device array or any object with ``__cuda_array_interface__``
-    (CuPy, PyTorch CUDA tensors).  Returns a new C-contiguous Numba device array,
-    or ``out`` (a device array or CAI object of ``x``'s shape and dtype; may be
-    ``x`` itself) after writing into it.
+    (CuPy, PyTorch CUDA tensors; one with ``requires_grad`` is read detached).
+    Returns a new C-contiguous Numba device array, or ``out`` (a writable device
+    array or CAI object of ``x``'s shape and dtype; may be ``x`` itself) after
+    writing into it.  Launches on ``stream`` (see :func:`stream_handle`) and does
+    not synchronise the host.
     """
-    return _run_device("forward", x, None, lam, exact, spatial_axes, out)
+    return _run_device("forward", x, None, lam, exact, spatial_axes, out, stream)
 
 
 def simam_backward_device(
@@ -582,10 +1016,11 @@ def simam_backward_device(
     exact: bool,
     spatial_axes: tuple[int, ...],
     out: Any = None,
+    stream: Any = None,
 ) -> Any:
     """Vector-Jacobian product of :func:`simam_device` for device arrays ``x``, ``grad_out``.
 
     ``grad_out`` must have ``x``'s shape and dtype; ``out`` as for :func:`simam_device`
     (may be ``x`` or ``grad_out``).
     """
-    return _run_device("backward", x, grad_out, lam, exact, spatial_axes, out)
+    return _run_device("backward", x, grad_out, lam, exact, spatial_axes, out, stream)
