@@ -7,11 +7,19 @@ float64 argument range the kernels can produce.
 
 from __future__ import annotations
 
+import json
+import os
+import platform
 import re
+import subprocess
+import sys
+from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 from numba import njit
+from numba.core import codegen
 
 from simam_ref.kernels import cpu
 
@@ -88,31 +96,114 @@ def test_f64_large_inf_nan():
     assert np.isnan(exp64(np.array([np.nan]))[0])
 
 
-def _asm_of_output_loop(dtype) -> str:
+def _loop_source(dtype) -> str:
+    """The fused output loop of ``dtype`` (as the kernels run it), compiled only."""
     paper32, paper64 = cpu._paper_fast_f32, cpu._paper_f64
 
     if dtype == np.float32:
 
-        @njit(cache=False, error_model="numpy")
         def loop(xb, ob, mu, c):
             for i in range(xb.shape[0]):
                 ob[i] = paper32(xb[i], np.float32(mu), np.float32(0.0), np.float32(c))
     else:
 
-        @njit(cache=False, error_model="numpy")
         def loop(xb, ob, mu, c):
             for i in range(xb.shape[0]):
                 ob[i] = paper64(xb[i], 1.0, mu, c)
 
-    x = np.ones(64, dtype)
-    loop(x, np.empty_like(x), 0.1, 0.3)
-    return next(iter(loop.inspect_asm().values()))
+    return loop
+
+
+def _asm_of_output_loop(dtype) -> str:
+    """Assembly of the output loop for Numba's target CPU.
+
+    Compiled from an explicit signature and never run, so the listing can be made
+    for a CPU other than the host's (``NUMBA_CPU_NAME``), e.g. an AVX-512 one.
+    """
+    t = numba.float32 if dtype == np.float32 else numba.float64
+    sig = (t[::1], t[::1], numba.float64, numba.float64)
+    loop = njit(sig, cache=False, error_model="numpy")(_loop_source(dtype))
+    return loop.inspect_asm(loop.signatures[0])
+
+
+def _target_lacks_wide_simd() -> str | None:
+    """Why Numba's target CPU cannot run 256-bit FMA code, or None if it can
+    (or if its features are not spelled out: a bare ``NUMBA_CPU_NAME``)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"inspects x86-64 assembly; this host is {platform.machine() or 'unknown'}"
+    if str(numba.config.CPU_NAME).lower() == "generic":
+        return "NUMBA_CPU_NAME=generic targets baseline x86-64 (no AVX)"
+    feats = numba.config.CPU_FEATURES
+    if feats is None:
+        feats = codegen.get_host_cpu_features()
+    on = {f[1:] for f in str(feats).split(",") if f.startswith("+")}
+    if feats and not (on & {"avx2", "avx512f"} and on & {"fma", "avx512f"}):
+        return "Numba's target CPU has no AVX2/AVX-512 with FMA"
+    return None
+
+
+_PACKED_DIV = r"\bvdiv{w}\s+[^\n]*%[yz]mm"  # 256-bit (ymm) or 512-bit (zmm) registers
+_PACKED_FMA = r"\bvfn?m(?:add|sub)\w*{w}\s+[^\n]*%[yz]mm"
+_LIBM_EXP = r"\bexpf?\b"  # a call to libm's exp/expf names the symbol
+
+
+def assert_vectorised_without_libm_exp(asm: str, width: str) -> None:
+    """``asm`` holds packed ``width`` (ps/pd) division and FMA on >= 256-bit vector
+    registers (``%ymm`` on AVX2, ``%ymm`` or ``%zmm`` on AVX-512) and no libm exp."""
+    assert re.search(_PACKED_DIV.format(w=width), asm), "output loop is not vectorised"
+    assert re.search(_PACKED_FMA.format(w=width), asm), "no packed FMA in the output loop"
+    assert not re.search(_LIBM_EXP, asm), "the output loop calls libm exp"
 
 
 @pytest.mark.parametrize("dtype, width", [(np.float32, "ps"), (np.float64, "pd")])
 def test_output_loop_vectorises_without_libm_exp(dtype, width):
-    """The fused output loop compiles to 256-bit SIMD with no call to expf/exp."""
+    """The fused output loop compiles to >= 256-bit SIMD with no call to expf/exp."""
+    reason = _target_lacks_wide_simd()
+    if reason:
+        pytest.skip(reason)
     asm = _asm_of_output_loop(dtype)
-    assert re.search(rf"vdiv{width}\s+[^\n]*%ymm", asm), "output loop is not vectorised"
-    assert re.search(r"vfmadd\w+\s+[^\n]*%ymm", asm)
-    assert not re.search(r"\bexpf?\b", asm)
+    if not asm.strip():
+        pytest.skip("Numba returned no assembly to inspect")
+    assert_vectorised_without_libm_exp(asm, width)
+
+
+_AVX512_SCRIPT = """
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import test_fast_exp as t
+print(json.dumps({k: t._asm_of_output_loop(d) for k, d in
+                  (("ps", np.float32), ("pd", np.float64))}))
+"""
+
+
+def test_output_loop_vectorises_for_an_avx512_target():
+    """On an AVX-512 CPU (Zen 4: LLVM uses 512-bit ``%zmm`` there) the loop still
+    vectorises without libm exp.  The listing is made for that CPU in a subprocess
+    (``NUMBA_CPU_NAME=znver4``) and never run, so any x86-64 host can check it."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        pytest.skip(f"inspects x86-64 assembly; this host is {platform.machine()}")
+    env = dict(os.environ, NUMBA_CPU_NAME="znver4", NUMBA_CPU_FEATURES="")
+    proc = subprocess.run(
+        [sys.executable, "-c", _AVX512_SCRIPT, str(Path(__file__).parent)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    listings = json.loads(proc.stdout.strip().splitlines()[-1])
+    for width, asm in listings.items():
+        assert_vectorised_without_libm_exp(asm, width)
+
+
+@pytest.mark.parametrize("reg, ok", [("ymm", True), ("zmm", True), ("xmm", False)])
+def test_vector_width_check_accepts_256_and_512_bit_registers(reg, ok):
+    """The check above on AVX2 (``%ymm``) and AVX-512 (``%zmm``) style listings;
+    128-bit ``%xmm`` only (scalar or SSE code) and a libm call fail it."""
+    asm = (f"\tvdivps\t%{reg}2, %{reg}1, %{reg}0\n"
+           f"\tvfmadd213ps\t%{reg}3, %{reg}2, %{reg}1\n")
+    if ok:
+        assert_vectorised_without_libm_exp(asm, "ps")
+        with pytest.raises(AssertionError, match="libm exp"):
+            assert_vectorised_without_libm_exp(asm + "\tmovabsq\t$expf, %rax\n", "ps")
+    else:
+        with pytest.raises(AssertionError, match="not vectorised"):
+            assert_vectorised_without_libm_exp(asm, "ps")

@@ -1,5 +1,8 @@
 """Bad input: one test per rule, the same error and message on every backend."""
 
+from decimal import Decimal
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -147,3 +150,71 @@ def test_in_place_on_every_backend():
         buf = x.copy()
         assert simam(buf, out=buf, backend=backend) is buf
         np.testing.assert_allclose(buf, want, rtol=1e-12)
+
+
+# ------------------------------------------------- messages that name the culprit
+@pytest.mark.parametrize("axes, name", [(2.0, "float 2.0"), ("23", "str '23'"),
+                                        (np.float64(3), "got float64 ")])
+def test_axes_not_an_int_or_sequence(axes, name):
+    msg = errors_on_all_backends(TypeError, "axes must be an int or a sequence of ints",
+                                 lambda b: simam(X, axes=axes, backend=b))
+    assert name in msg
+
+
+def test_axes_zero_d_array_and_numpy_ints_accepted():
+    want = simam(X, axes=(2, 3), backend="numpy")
+    for backend in BACKENDS:
+        np.testing.assert_allclose(simam(X, axes=np.array([2, 3]), backend=backend), want,
+                                   rtol=1e-6)
+        np.testing.assert_allclose(simam(X[:, :, 0], axes=np.array(2), backend=backend),
+                                   simam(X[:, :, 0], axes=2, backend="numpy"), rtol=1e-6)
+
+
+@pytest.mark.parametrize("lam", [10**400, Fraction(10**400, 3), Decimal("1e400")])
+def test_lam_overflowing_float64(lam):
+    msg = errors_on_all_backends(ValueError, "lam must be finite and > 0, got .* overflows float64",
+                                 lambda b: simam(X, lam, backend=b))
+    assert repr(lam)[:12] in msg
+    assert len(msg) < 200  # a 400-digit value is abbreviated
+
+
+@pytest.mark.parametrize("lam", [Fraction(1, 10**400), Decimal("1e-400")])
+def test_lam_positive_but_underflowing_float64(lam):
+    msg = errors_on_all_backends(ValueError, "positive but underflows float64",
+                                 lambda b: simam(X, lam, backend=b))
+    assert repr(lam)[:12] in msg
+
+
+@pytest.mark.parametrize("lam", [-10**400, Fraction(-1, 10**400), Decimal("-Infinity")])
+def test_lam_huge_or_tiny_negative(lam):
+    msg = errors_on_all_backends(ValueError, "lam must be finite and > 0",
+                                 lambda b: simam(X, lam, backend=b))
+    assert "flows" not in msg
+
+
+@pytest.mark.parametrize("lam", [np.array(0.1), np.array(0.1, np.float32), Fraction(1, 10),
+                                 Decimal("0.1"), np.float32(0.1)])
+def test_lam_zero_d_array_and_other_reals_accepted(lam):
+    for backend in BACKENDS:
+        np.testing.assert_array_equal(simam(X, lam, backend=backend),
+                                      simam(X, float(lam), backend=backend))
+        np.testing.assert_array_equal(simam_backward(X, X, lam, backend=backend),
+                                      simam_backward(X, X, float(lam), backend=backend))
+
+
+@pytest.mark.parametrize("lam", [np.array([0.1]), np.array([[0.1]]), np.array(True)])
+def test_lam_array_not_a_scalar(lam):
+    errors_on_all_backends(TypeError, r"lam must be a real number \(or a 0-d array\), got",
+                           lambda b: simam(X, lam, backend=b))
+
+
+@pytest.mark.skipif(np.dtype(np.longdouble).itemsize <= 8,
+                    reason="longdouble is float64 on this platform")
+def test_longdouble_input_named():
+    ld = np.dtype(np.longdouble)
+    msg = errors_on_all_backends(TypeError, r"x has dtype float(96|128) \(longdouble\), which "
+                                 r"is not supported; cast it to float64",
+                                 lambda b: simam(X.astype(ld), backend=b))
+    assert str(ld) in msg
+    errors_on_all_backends(TypeError, r"grad_out has dtype .* \(longdouble\)",
+                           lambda b: simam_backward(X, X.astype(ld), backend=b))
