@@ -1,7 +1,8 @@
 """Registers, spills and barriers of every SimAM CUDA kernel variant, without a GPU.
 
 Compiles each kernel (forward/backward x paper/exact x float16/float32/float64, warp
-shuffle reductions as on hardware) to PTX for a compute capability with Numba's
+shuffle reductions as on hardware; the streaming kernels, ``k = 0``, and the register
+kernels holding ``k`` values a thread) to PTX for a compute capability with Numba's
 NVVM, then runs ``ptxas -v`` on it.  Needs the CUDA toolkit's libNVVM, libdevice
 and ``ptxas`` (found under ``$CUDA_HOME`` or ``/usr/local/cuda*``); no driver, no
 GPU, no NVRTC: where numba-cuda would ask a device or NVRTC for the architecture
@@ -9,7 +10,10 @@ or the libdevice path, this script answers for it.
 
 Usage::
 
-    python benchmarks/cuda_registers.py [--cc 9.0] [--layout C A] [--json OUT]
+    python benchmarks/cuda_registers.py [--cc 9.0] [--layout C A] [--regs 0 2 4] [--json OUT]
+
+``local``: ``ld.local``/``st.local`` in the PTX (0: the register kernels' arrays live in
+registers); ``spill``: ptxas spill stores.
 
 Occupancy column: resident warps per SM at 256 threads per block on sm_90
 (65536 registers per SM, 64 warps at most), from the register count alone.
@@ -116,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layout", nargs="+", default=["C", "A", "A4"],
                    help="C: contiguous rows (NCHW), A: any strides with the spatial axes "
                         "merged into one dimension (e.g. NHWC), A4: two spatial dimensions")
+    p.add_argument("--regs", nargs="+", type=int, default=[0, 1, 2, 4],
+                   help="values a thread keeps in registers (0: the streaming kernels)")
+    p.add_argument("--reg-layout", nargs="+", default=["C"],
+                   help="layouts compiled for the register kernels (regs > 0)")
     p.add_argument("--tree", action="store_true",
                    help="also the shared-memory tree reductions (the simulator's)")
     p.add_argument("--json", metavar="OUT")
@@ -135,25 +143,29 @@ def main(argv: list[str] | None = None) -> int:
 
     kcuda._bind()
     rows = []
-    print(f"{'kernel':>9} {'method':>6} {'dtype':>8} {'layout':>6} {'reduce':>7} "
-          f"{'regs':>5} {'before':>6} {'spill':>5} {'warps/SM':>8} {'bar':>4} {'div.f64':>7}")
+    print(f"{'kernel':>9} {'method':>6} {'dtype':>8} {'layout':>6} {'reduce':>7} {'k':>2} "
+          f"{'regs':>5} {'before':>6} {'spill':>5} {'local':>5} {'warps/SM':>8} {'bar':>4} "
+          f"{'div.f64':>7}")
+    variants = [(k, layout) for k in args.regs for layout in args.layout
+                if k == 0 or layout in args.reg_layout]
     for kind in ("forward", "backward"):
         for method in ("paper", "exact"):
             for dtype in ("float16", "float32", "float64"):
-                for layout in args.layout:
+                for k, layout in variants:
                     for shuffle in (True, False) if args.tree else (True,):
                         arr = types.Array(getattr(types, dtype), 4, layout[0])
                         i64 = types.int64
                         n_arr = 2 if kind == "forward" else 3
                         sig = (*([arr] * n_arr), types.float64, i64, i64, i64, i64, i64)
                         kern = kcuda.kernel(kind, method == "exact", dtype != "float64",
-                                            shuffle, flat=layout != "A4")
+                                            shuffle, flat=layout != "A4", regs=k)
                         ptx, _ = cuda.compile_ptx(kern.py_func, sig, cc=cc)
                         rep = ptxas_report(ptxas, ptx, cc)
                         row = {
                             "kernel": kind, "method": method, "dtype": dtype,
                             "layout": layout, "reduce": "shuffle" if shuffle else "tree",
-                            **rep,
+                            "register_elements": k, **rep,
+                            "local_memory_ops": len(re.findall(r"\b(?:ld|st)\.local", ptx)),
                             "before": BEFORE[(kind, dtype)],
                             "warps_per_sm_256": warps_per_sm(rep["registers"]),
                             "bar_sync": len(re.findall(r"\bbar(?:rier)?\.sync", ptx)),
@@ -161,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                         }
                         rows.append(row)
                         print(f"{kind:>9} {method:>6} {dtype:>8} {layout:>6} "
-                              f"{row['reduce']:>7} {row['registers']:>5} {row['before']:>6} "
-                              f"{row['spill_stores']:>5} {row['warps_per_sm_256']:>8} "
+                              f"{row['reduce']:>7} {k:>2} {row['registers']:>5} "
+                              f"{row['before']:>6} {row['spill_stores']:>5} "
+                              f"{row['local_memory_ops']:>5} {row['warps_per_sm_256']:>8} "
                               f"{row['bar_sync']:>4} {row['div_rn_f64']:>7}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"cc": list(cc), "rows": rows}, indent=2))

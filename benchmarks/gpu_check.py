@@ -19,7 +19,10 @@ Built so that a short lease always yields numbers: every step runs in its own
    behind a spin kernel (``--inner`` per sample, best of ``--repeats``); the
    ``wall`` column is host wall-clock per call without the spin kernel (launch and
    Python overhead included).  ``mem`` says ``L2`` where the bytes of one call fit
-   in the L2 cache (50 MB on an H100), ``HBM`` otherwise.
+   in the L2 cache (50 MB on an H100), ``HBM`` otherwise.  Where a shape runs the
+   register kernels (x read once), the JSON also has the streaming kernels' times
+   (``kernel_*_streaming_ms``), and ``wall_fwd_torch_alloc_ms`` times a torch call
+   without ``out=`` (the result from torch's caching allocator).
 
 Usage::
 
@@ -168,20 +171,23 @@ def torch_stream_check(torch: Any) -> dict[str, Any]:
         if how == "explicit":
             y = simam(x, LAM, stream=side)
         side.synchronize()
-        err = float(np.max(np.abs(y.copy_to_host() - ref) / np.abs(ref)))
+        if not isinstance(y, torch.Tensor):
+            raise AssertionError(f"torch input gave a {type(y).__name__}, not a torch.Tensor")
+        err = float(np.max(np.abs(y.cpu().numpy() - ref) / np.abs(ref)))
         res[how] = err
         if not err < 2e-6:
             raise AssertionError(f"stream={how}: rel err {err:.2e} (ran before the write?)")
     xg = src.clone().requires_grad_(True)
     y = simam(xg, LAM)  # read detached
-    res["requires_grad_read"] = float(np.max(np.abs(y.copy_to_host() - ref) / np.abs(ref)))
+    res["requires_grad_read"] = float(np.max(np.abs(y.cpu().numpy() - ref) / np.abs(ref)))
+    res["result_requires_grad"] = bool(y.requires_grad)
     try:
         simam(src, LAM, out=torch.empty_like(src).requires_grad_(True))
         raise AssertionError("out= with requires_grad was accepted")
     except ValueError:
         res["requires_grad_out_refused"] = True
     gx = simam_backward(xg, torch.ones_like(src), LAM)
-    res["backward_ok"] = bool(np.isfinite(gx.copy_to_host()).all())
+    res["backward_ok"] = bool(np.isfinite(gx.cpu().numpy()).all())
     print(f"[torch streams] ok: {res}", flush=True)
     return res
 
@@ -202,8 +208,11 @@ def cupy_stream_check() -> dict[str, Any]:
         x[...] = src
         out = cupy.empty_like(x)
         simam(x, LAM, out=out)
+        y = simam(x, LAM)  # no out=: a CuPy array from CuPy's pool, on this stream
     side.synchronize()
-    err = float(np.max(np.abs(cupy.asnumpy(out) - ref) / np.abs(ref)))
+    if not isinstance(y, cupy.ndarray):
+        raise AssertionError(f"cupy input gave a {type(y).__name__}, not a cupy.ndarray")
+    err = max(float(np.max(np.abs(cupy.asnumpy(a) - ref) / np.abs(ref))) for a in (out, y))
     if not err < 2e-6:
         raise AssertionError(f"cupy side stream: rel err {err:.2e}")
     print(f"[cupy stream] ok: rel err {err:.1e}", flush=True)
@@ -411,6 +420,21 @@ def bench_shape(shape, args, torch, compiled, deadline, pre, l2) -> list[dict[st
     measure("kernel_bwd", bwd)
     measure("wall_fwd", fwd, wall=True)
     measure("wall_bwd", bwd, wall=True)
+    # The same calls through the streaming kernels (x read from memory in every pass)
+    # where the register kernels ran: which of the two a shape should use.
+    from simam_ref.kernels import cuda as kcuda
+
+    m = shape[2] * shape[3]
+    regs = kcuda.register_elements(m, kcuda.launch_config(shape[0] * shape[1], m)[2])
+    t["register_elements"] = regs
+    if regs:
+        saved = kcuda.REGISTER_ELEMENTS
+        kcuda.REGISTER_ELEMENTS = 0
+        try:
+            measure("kernel_fwd_streaming", fwd)
+            measure("kernel_bwd_streaming", bwd)
+        finally:
+            kcuda.REGISTER_ELEMENTS = saved
     if "kernel_fwd" in t and "kernel_bwd" in t:
         t["kernel_fwdbwd"] = t["kernel_fwd"] + t["kernel_bwd"]
     if "wall_fwd" in t and "wall_bwd" in t:
@@ -456,6 +480,9 @@ def bench_shape(shape, args, torch, compiled, deadline, pre, l2) -> list[dict[st
                     tev, tsync)
             measure("wall_fwd_torch_cai", lambda: simam(xt, LAM, backend="cuda", out=yt),
                     tev, tsync, wall=True)
+            # No out=: the result comes from torch's caching allocator.
+            measure("wall_fwd_torch_alloc", lambda: simam(xt, LAM, backend="cuda"),
+                    tev, tsync, wall=True)
             if compiled is not None and time.perf_counter() < deadline:
 
                 def compiled_fwd():
@@ -499,6 +526,10 @@ def bench_shape(shape, args, torch, compiled, deadline, pre, l2) -> list[dict[st
             row["kernel_bwd_ms"] = t.get("kernel_bwd")
             row["kernel_fwd_torch_cai_ms"] = t.get("kernel_fwd_torch_cai")
             row["wall_fwd_torch_cai_ms"] = t.get("wall_fwd_torch_cai")
+            row["wall_fwd_torch_alloc_ms"] = t.get("wall_fwd_torch_alloc")
+            row["register_elements"] = t.get("register_elements")
+            row["kernel_fwd_streaming_ms"] = t.get("kernel_fwd_streaming")
+            row["kernel_bwd_streaming_ms"] = t.get("kernel_bwd_streaming")
             row["max_rel_err_vs_torch_f64"] = t.get("max_rel_err_vs_torch_f64")
             row["errors"] = errors
         rows.append(row)

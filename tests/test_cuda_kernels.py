@@ -9,9 +9,12 @@ reductions); tests that depend on particular settings set them with ``tiny_launc
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -271,6 +274,110 @@ def test_one_kernel_per_variant():
     assert kcuda.use_shuffle() is (not SIM)
 
 
+# --------------------------------------------------- register and streaming kernels
+def reference_rows(x: np.ndarray, g: np.ndarray | None, lam: float, method: str) -> np.ndarray:
+    """Float64 forward (or, with ``g``, backward) of ``simam_ref.reference`` over the
+    trailing two axes of ``(N, C, H, W)`` input."""
+    from simam_ref import reference
+
+    x2 = np.asarray(x, dtype=np.float64).reshape(-1, x.shape[2] * x.shape[3])
+    out = np.empty_like(x2)
+    if g is None:
+        reference.forward_2d(x2, lam, method == "exact", out)
+    else:
+        g2 = np.asarray(g, dtype=np.float64).reshape(x2.shape)
+        reference.backward_2d(x2, g2, lam, method == "exact", out)
+    return out.reshape(x.shape)
+
+
+def run_path(monkeypatch, regs_setting: int, fn, *args, **kwargs):
+    """``fn(*args)`` with ``REGISTER_ELEMENTS = regs_setting``; also the ``regs`` of every
+    kernel launched (0: the streaming kernel)."""
+    seen = []
+    real = kcuda.kernel
+
+    def spy(*a, **k):
+        seen.append(k.get("regs", 0))
+        return real(*a, **k)
+
+    monkeypatch.setattr(kcuda, "REGISTER_ELEMENTS", regs_setting)
+    monkeypatch.setattr(kcuda, "kernel", spy)
+    try:
+        return fn(*args, **kwargs), seen
+    finally:
+        monkeypatch.setattr(kcuda, "kernel", real)
+
+
+LOWP_TOL = {np.float16: dict(rtol=2e-3, atol=2e-3), np.float32: dict(rtol=2e-6, atol=1e-6),
+            np.float64: dict(rtol=1e-12, atol=1e-13)}
+
+
+@pytest.mark.parametrize("dtype", (np.float16, np.float32, np.float64))
+@pytest.mark.parametrize("method", METHODS)
+def test_register_and_streaming_kernels_match_reference(tiny_launch, monkeypatch, dtype,
+                                                        method):
+    """Channels of M = 6 (groups of 4: 2 values a thread) and M = 40 (a block of 16: 3
+    values a thread, padded to 4) through the register kernels and the streaming ones;
+    both against the float64 reference, and bitwise equal to each other (same sums in
+    the same order)."""
+    for shape, k in (((1, 3, 2, 3), 2), ((1, 1, 5, 8), 4)):
+        x = sample(shape, dtype, seed=23)
+        g = sample(shape, dtype, seed=24)
+        xd, gd = cuda.to_device(x), cuda.to_device(g)
+        tol = LOWP_TOL[dtype]
+        got = {}
+        for setting in (4, 0):
+            y, seen = run_path(monkeypatch, setting, simam, xd, LAM, method=method)
+            assert seen == [k if setting else 0]
+            grad, seen = run_path(monkeypatch, setting, simam_backward, xd, gd, LAM,
+                                  method=method)
+            assert seen == [k if setting else 0]
+            got[setting] = to_host(y), to_host(grad)
+            ref = reference_rows(x, None, LAM, method)
+            np.testing.assert_allclose(got[setting][0].astype(np.float64), ref, **tol)
+            gref = reference_rows(x, g, LAM, method)
+            np.testing.assert_allclose(got[setting][1].astype(np.float64), gref,
+                                       rtol=tol["rtol"], atol=tol["atol"] * np.abs(gref).max())
+        if SIM:  # on hardware the compiler may contract the two paths differently
+            np.testing.assert_array_equal(got[4][0], got[0][0])
+            np.testing.assert_array_equal(got[4][1], got[0][1])
+        np.testing.assert_array_equal(to_host(xd), x)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_register_kernels_on_strided_views(tiny_launch, monkeypatch, method):
+    """Two spatial dimensions with a row pitch (P = 3, Q = 4) and channels-last input,
+    through the register kernels (2 and 4 values a thread)."""
+    big = sample((1, 2, 3, 7), np.float64, seed=25)
+    view = cuda.to_device(big)[:, :, :, :4]  # M = 12: a group of 8, 2 values a thread
+    g = sample((1, 2, 3, 4), np.float64, seed=26)
+    y, seen = run_path(monkeypatch, 4, simam, view, LAM, method=method)
+    assert seen == [2]
+    np.testing.assert_allclose(to_host(y), reference_rows(big[..., :4], None, LAM, method),
+                               rtol=1e-12, atol=1e-13)
+    grad, seen = run_path(monkeypatch, 4, simam_backward, view, cuda.to_device(g), LAM,
+                          method=method)
+    assert seen == [2]
+    np.testing.assert_allclose(to_host(grad), reference_rows(big[..., :4], g, LAM, method),
+                               rtol=1e-11, atol=1e-13)
+    x = sample((2, 5, 8, 3), np.float32, seed=27)  # (N, H, W, C), M = 40: 3 a thread
+    want = simam(x.astype(np.float64), LAM, method=method, axes=(1, 2), backend="numpy")
+    y, seen = run_path(monkeypatch, 4, simam, cuda.to_device(x), LAM, method=method,
+                       axes=(1, 2))
+    assert seen == [4]
+    np.testing.assert_allclose(to_host(y), want, rtol=2e-6, atol=1e-6)
+
+
+def test_register_elements_choice(monkeypatch):
+    monkeypatch.setattr(kcuda, "REGISTER_ELEMENTS", 4)
+    assert [kcuda.register_elements(m, 32) for m in (2, 32, 33, 64, 65, 128, 129)] == \
+        [1, 1, 2, 2, 4, 4, 0]
+    monkeypatch.setattr(kcuda, "REGISTER_ELEMENTS", 0)
+    assert kcuda.register_elements(2, 32) == 0
+    with pytest.raises(ValueError, match="regs"):
+        kcuda.kernel("forward", False, True, regs=-1)
+
+
 # ----------------------------------------------- interface objects, torch, streams
 class CAI:
     """A ``__cuda_array_interface__`` v3 exporter over simulated device (= host) memory."""
@@ -341,6 +448,98 @@ def test_read_only_export_refused_as_out_but_read_as_input():
     writable = CAI(np.zeros_like(x))
     assert simam(ro, LAM, out=writable) is writable
     np.testing.assert_allclose(writable.host, official(x, LAM), **TOL[np.float64])
+
+
+class FakeCupyArray(CAI):
+    """A CuPy-like array at the interface (v3, with the stream it was made on)."""
+
+    __module__ = "cupy"
+
+    @property
+    def device(self):
+        return contextlib.nullcontext()
+
+
+def fake_framework(monkeypatch, name: str, current: int) -> list[int]:
+    """Install a stand-in ``torch`` or ``cupy`` module whose ``empty_like`` records the
+    current stream at allocation; return that record."""
+    state, allocs = {"current": current}, []
+
+    @contextlib.contextmanager
+    def make_current(raw):
+        before, state["current"] = state["current"], raw
+        try:
+            yield
+        finally:
+            state["current"] = before
+
+    def empty_like(a):
+        allocs.append(state["current"])
+        return type(a)(np.full_like(a.host, np.nan), False) if name == "torch" else \
+            FakeCupyArray(np.full_like(a.host, np.nan), stream=state["current"])
+
+    if name == "torch":
+        cuda_ns = SimpleNamespace(
+            is_available=lambda: True,
+            current_stream=lambda device=None: SimpleNamespace(cuda_stream=state["current"]),
+            ExternalStream=lambda raw, device=None: SimpleNamespace(cuda_stream=raw),
+            stream=lambda s: make_current(s.cuda_stream))
+        mod = SimpleNamespace(Tensor=FakeTorchTensor, empty_like=empty_like, cuda=cuda_ns)
+    else:
+        cuda_ns = SimpleNamespace(
+            get_current_stream=lambda: SimpleNamespace(ptr=state["current"]),
+            ExternalStream=make_current)
+        mod = SimpleNamespace(ndarray=FakeCupyArray, empty_like=empty_like, cuda=cuda_ns)
+    monkeypatch.setitem(sys.modules, name, mod)
+    return allocs
+
+
+@sim_only
+@pytest.mark.parametrize("name", ["torch", "cupy"])
+def test_result_is_allocated_by_the_inputs_framework(monkeypatch, name):
+    """Without ``out``: torch input gives a tensor from ``torch.empty_like``, CuPy input a
+    CuPy array from ``cupy.empty_like``, allocated on the launch stream."""
+    allocs = fake_framework(monkeypatch, name, current=777)
+    x = sample((1, 2, 2, 3), np.float32, seed=28)
+    g = sample((1, 2, 2, 3), np.float32, seed=29)
+
+    def wrap(a, requires_grad=False):
+        if name == "torch":
+            return FakeTorchTensor(a.copy(), requires_grad)
+        return FakeCupyArray(a.copy(), stream=777)
+
+    kind = FakeTorchTensor if name == "torch" else FakeCupyArray
+    y = simam(wrap(x, requires_grad=True), LAM)  # caller's current stream
+    assert type(y) is kind and allocs == [777]
+    assert not getattr(y, "requires_grad", False)
+    np.testing.assert_allclose(y.host, official(x, LAM), **TOL[np.float32])
+    grad = simam_backward(wrap(x), wrap(g), LAM, stream=SimpleNamespace(cuda_stream=888))
+    assert type(grad) is kind and allocs == [777, 888]  # made current for the allocation
+    np.testing.assert_allclose(grad.host, simam_backward(x, g, LAM, backend="numpy"),
+                               rtol=2e-6, atol=1e-6)
+    numba_in = simam(cuda.to_device(x), LAM)  # Numba input: a Numba device array
+    assert getattr(numba_in, "__cuda_ndarray__", False) and allocs == [777, 888]
+    other = simam(CAI(x.copy()), LAM)  # an unknown exporter: a Numba device array
+    assert getattr(other, "__cuda_ndarray__", False)
+
+
+def test_external_stream_wrappers_are_reused(monkeypatch):
+    made = []
+
+    def external_stream(handle):
+        made.append(handle)
+        return SimpleNamespace(handle=handle)
+
+    monkeypatch.setattr(kcuda, "simulator_enabled", lambda: False)
+    monkeypatch.setattr(kcuda.cuda, "external_stream", external_stream, raising=False)
+    monkeypatch.setattr(kcuda, "_EXTERNAL_STREAMS", {})
+    first = kcuda._numba_stream(4242)
+    assert kcuda._numba_stream(4242) is first and made == [4242]
+    assert kcuda._numba_stream(4343) is not first and made == [4242, 4343]
+    assert kcuda._numba_stream(0) == 0
+    monkeypatch.setattr(kcuda, "_EXTERNAL_STREAMS_MAX", 2)
+    kcuda._numba_stream(4444)  # full: cleared, then this one kept
+    assert list(kcuda._EXTERNAL_STREAMS) == [4444]
 
 
 def test_stream_handle_choice():
@@ -526,18 +725,19 @@ def test_torch_cuda_tensors():
     g = torch.randn_like(x)
     ref = simam(x.cpu().double().numpy(), LAM, backend="numpy")
     y = simam(x, LAM, backend="cuda")
-    np.testing.assert_allclose(y.copy_to_host(), ref, rtol=1e-6, atol=1e-7)
+    assert isinstance(y, torch.Tensor) and y.device == x.device  # torch's allocator
+    np.testing.assert_allclose(y.cpu().numpy(), ref, rtol=1e-6, atol=1e-7)
     out = torch.empty_like(x)
     assert simam(x, LAM, out=out) is out
     np.testing.assert_allclose(out.cpu().numpy(), ref, rtol=1e-6, atol=1e-7)
     xt = x.permute(0, 2, 3, 1)  # non-contiguous NHWC view, spatial axes (1, 2)
     yt = simam(xt, LAM, axes=(1, 2))
-    np.testing.assert_allclose(yt.copy_to_host(), ref.transpose(0, 2, 3, 1), rtol=1e-6,
+    np.testing.assert_allclose(yt.cpu().numpy(), ref.transpose(0, 2, 3, 1), rtol=1e-6,
                                atol=1e-7)
     grad = simam_backward(x, g, LAM)
     gref = simam_backward(x.cpu().double().numpy(), g.cpu().double().numpy(), LAM,
                           backend="numpy")
-    np.testing.assert_allclose(grad.copy_to_host(), gref, rtol=1e-5,
+    np.testing.assert_allclose(grad.cpu().numpy(), gref, rtol=1e-5,
                                atol=1e-6 * np.abs(gref).max())
 
 
@@ -561,9 +761,11 @@ def test_torch_side_stream_and_requires_grad():
         if explicit:
             y = simam(x, LAM, stream=side)
         side.synchronize()
-        np.testing.assert_allclose(y.copy_to_host(), ref, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(y.cpu().numpy(), ref, rtol=1e-6, atol=1e-7)
     xg = src.clone().requires_grad_(True)
-    np.testing.assert_allclose(simam(xg, LAM).copy_to_host(), ref, rtol=1e-6, atol=1e-7)
+    yg = simam(xg, LAM)
+    assert not yg.requires_grad
+    np.testing.assert_allclose(yg.cpu().numpy(), ref, rtol=1e-6, atol=1e-7)
     with pytest.raises(ValueError, match="requires grad"):
         simam(src, LAM, out=torch.empty_like(src).requires_grad_(True))
 

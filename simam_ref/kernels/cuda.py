@@ -20,6 +20,13 @@ each kernel carries only its own arithmetic (:func:`kernel`).
   one correction step, float64 throughout.
 * Per-channel reciprocals are hoisted out of the element loops; the divisions
   left per element are the sigmoid's and, for the exact method, ``1 / b``.
+* Small channels (``M <= k * G`` with ``k <= REGISTER_ELEMENTS``, ``k`` a power of
+  two and a compile-time constant): each thread loads its ``k`` values once into a
+  ``cuda.local.array`` that the compiler keeps in registers (the loops over it are
+  unrolled); the statistics, the backward's two reductions and the output come
+  from there, so ``x`` (and ``grad_out``) are read from memory once.  The sums run
+  in the same order as in the streaming kernels, which read ``x`` in every pass:
+  the two give identical results under the simulator.
 
 Layout.  A *group* of ``G`` threads (``G`` a power of two dividing the block)
 owns one channel and walks it with a stride of ``G``; a block holds
@@ -40,12 +47,17 @@ them), so channels-last and other permuted layouts run in place with no copy.
 Only layouts that need more than two dimensions on a side are gathered into a
 contiguous scratch (and scattered back) on the launch stream.
 
+Results.  Without ``out`` a device call returns an array of the input's kind:
+``torch.empty_like`` for torch tensors and ``cupy.empty_like`` for CuPy arrays
+(their caching allocators, on the launch stream), else a Numba device array.
+
 Streams.  Device calls launch on a stream and never synchronise the host: the
 ``stream=`` argument when given (a Numba stream, a ``torch.cuda.Stream``, a CuPy
 stream or a raw ``cudaStream_t`` integer), else the caller's current stream where
 it can be known: PyTorch's current stream for torch tensors, the interface's
 ``stream`` for ``__cuda_array_interface__`` v3 objects (CuPy), a Numba array's own
-stream, otherwise the legacy default stream.
+stream, otherwise the legacy default stream.  The Numba wrapper of an external
+stream handle is made once per handle and reused.
 
 Importing this module never touches the driver; :func:`available` says whether
 a GPU (or the simulator, ``NUMBA_ENABLE_CUDASIM=1``) can run the kernels.
@@ -64,6 +76,7 @@ from ..reference import LAM_FLOOR
 __all__ = [
     "ELEMENTS_PER_THREAD",
     "GROUP_MIN",
+    "REGISTER_ELEMENTS",
     "THREADS_PER_BLOCK",
     "WARP_SHUFFLE",
     "available",
@@ -71,6 +84,7 @@ __all__ = [
     "forward_2d",
     "kernel",
     "launch_config",
+    "register_elements",
     "simam_backward_device",
     "simam_device",
     "simulator_enabled",
@@ -89,6 +103,12 @@ GROUP_MIN = 32
 #: channels per block), channels with ``M > THREADS_PER_BLOCK * ELEMENTS_PER_THREAD / 2``
 #: get the whole block (one block per channel).
 ELEMENTS_PER_THREAD = 8
+#: Register kernels: a channel with ``M <= REGISTER_ELEMENTS * group`` is read once
+#: into registers (``k`` values a thread, ``k`` the power of two at least
+#: ``ceil(M / group)``; one kernel variant per ``k``) and the statistics, the
+#: backward's reductions and the output come from there.  0 turns them off (every
+#: pass streams ``x`` from memory).  Read at every launch.
+REGISTER_ELEMENTS = 4
 #: Upper bound on the grid size; the kernels grid-stride over channel batches.
 MAX_BLOCKS = 1 << 20
 #: Reductions: ``None`` picks warp shuffles on a GPU and the shared-memory tree under
@@ -102,7 +122,7 @@ _FULL_MASK = 0xFFFFFFFF
 _WARP = 32
 #: Shared float64 words of the shuffle reduction: two slots of (32 + 32) partials.
 _SHUFFLE_WORDS = 128
-_KERNELS: dict[tuple[str, bool, bool, bool, bool, bool], Any] = {}
+_KERNELS: dict[tuple[str, bool, bool, bool, bool, bool, int], Any] = {}
 #: ``numba.cuda``, bound by :func:`_bind`.  Kernel bodies must reach it as a module
 #: global: the simulator swaps module globals for its fake module while they run.
 cuda: Any = None
@@ -249,6 +269,88 @@ def _group_reducer(shuffle: bool, take_max: bool, full_warps: bool = True) -> An
 
 
 # ------------------------------------------------------------------ statistics
+def _reg_stats_function(lowp: bool, regs: int, red_sum: Any, red_max: Any) -> Any:
+    """Register twin of :func:`_stats_function`: the same sums in the same order, over
+    the ``regs`` values ``vals[k]`` (neuron ``lane + k * group``) a thread holds."""
+    f64 = np.float64
+
+    if lowp:
+
+        @cuda.jit(device=True)
+        def rstats_shifted(first, vals, valid, sh, slot, tid, lane, group, m):
+            """One float64 pass over ``v - first``: sum and sum of squares."""
+            k0 = f64(first)
+            s1 = f64(0.0)
+            s2 = f64(0.0)
+            if valid:
+                for k in range(regs):
+                    if lane + k * group < m:
+                        dv = f64(vals[k]) - k0
+                        s1 += dv
+                        s2 += dv * dv
+            s1, s2 = red_sum(sh, slot, tid, group, s1, s2)
+            shift = s1 / m
+            ss = s2 - s1 * shift
+            if ss < 0.0:
+                ss = f64(0.0)
+            return f64(1.0), k0 + shift, ss, slot ^ 1
+
+        return rstats_shifted
+
+    @cuda.jit(device=True)
+    def rstats_scaled(first, vals, valid, sh, slot, tid, lane, group, m):
+        """The reference's algorithm (see ``stats_scaled``) over register values."""
+        total = f64(0.0)
+        amax = f64(0.0)
+        if valid:
+            for k in range(regs):
+                if lane + k * group < m:
+                    v = vals[k]
+                    total += v
+                    av = abs(v)
+                    if av > amax:
+                        amax = av
+        total, amax = red_max(sh, slot, tid, group, total, amax)
+        slot ^= 1
+        a = amax if math.isfinite(amax) else f64(1.0)
+        mant, e = math.frexp(a)
+        if a == 0.0:
+            s = f64(1.0)
+        elif e < _MIN_EXP:
+            s = _SCALE_MAX
+        else:
+            s = mant / a
+        total_s = total * s
+        need = valid and math.isfinite(amax) and not math.isfinite(total)
+        if cuda.syncthreads_or(1 if need else 0):
+            acc = f64(0.0)
+            if need:
+                for k in range(regs):
+                    if lane + k * group < m:
+                        acc += vals[k] * s
+            acc, _ = red_sum(sh, slot, tid, group, acc, f64(0.0))
+            slot ^= 1
+            if need:
+                total_s = acc
+        mu0 = total_s / m
+        su = f64(0.0)
+        ss = f64(0.0)
+        if valid:
+            for k in range(regs):
+                if lane + k * group < m:
+                    dv = vals[k] * s - mu0
+                    su += dv
+                    ss += dv * dv
+        su, ss = red_sum(sh, slot, tid, group, su, ss)
+        mu = mu0 + su / m
+        s2 = ss - su * su / m
+        if s2 < 0.0:
+            s2 = f64(0.0)
+        return s, mu, s2, slot ^ 1
+
+    return rstats_scaled
+
+
 def _stats_function(lowp: bool, flat: bool, red_sum: Any, red_max: Any) -> Any:
     """Device function ``-> (s, mu, S2, slot)``: scale, mean and sum of squared
     deviations of channel ``(c0, c1)`` in scaled units (``s = 1`` for low precision)."""
@@ -374,10 +476,12 @@ def _stats_function(lowp: bool, flat: bool, red_sum: Any, red_max: Any) -> Any:
 
 # ------------------------------------------------------------------------ kernels
 def _make_kernel(kind: str, exact: bool, lowp: bool, shuffle: bool, flat: bool,
-                 full_warps: bool) -> Any:
+                 full_warps: bool, regs: int) -> Any:
     """Compile-on-demand kernel for one variant; the flags are compile-time constants
-    (``flat``: the spatial axes form one dimension, ``P == 1``)."""
+    (``flat``: the spatial axes form one dimension, ``P == 1``; ``regs > 0``: each
+    thread keeps its at most ``regs`` values of the channel in registers)."""
     _bind()
+    from numba import float32 as nb_f32
     from numba import float64 as nb_f64
 
     f64 = np.float64
@@ -420,6 +524,109 @@ def _make_kernel(kind: str, exact: bool, lowp: bool, shuffle: bool, flat: bool,
         ca = 0.25 * ca4
         return lam_s, ca, math.sqrt(ca), ca4, inv_n, f64(m) * inv_n
 
+    if regs:
+        vdt = nb_f32 if lowp else nb_f64
+        rstats = _reg_stats_function(lowp, regs, red_sum, red_max)
+
+        @cuda.jit(device=True)
+        def load(a, vals, c0, c1, valid, lane, group, m, nq, p0, q0, dp, dq):
+            """Fill ``vals[k]`` with neuron ``lane + k * group`` (0 past the end); return
+            the channel's first element (the shift of the low-precision statistics)."""
+            j, p, q = lane, p0, q0
+            for k in range(regs):
+                if valid and j < m:
+                    vals[k] = a[c0, c1, p, q]
+                else:
+                    vals[k] = 0
+                j += group
+                if flat:
+                    q += group
+                else:
+                    p += dp
+                    q += dq
+                    if q >= nq:
+                        q -= nq
+                        p += 1
+            if lowp and valid:
+                return f64(a[c0, c1, 0, 0])
+            return f64(0.0)
+
+    if lowp:
+
+        @cuda.jit(device=True)
+        def forward_value(xv, s, mu, s2, lam_s, ca, sq, ca4, inv_n, r, r2, r2_32):
+            """``x * sigmoid(E)`` of one neuron, float32 element math."""
+            u = f64(xv) - mu
+            w = f32(u * sq)
+            if exact:
+                vt = s2 - r * (u * u)
+                if vt < 0.0:
+                    vt = f64(0.0)
+                z = f32((vt * inv_n + lam_s) * ca4)
+                e32 = r2_32 * (w * w) * inv32(z) + f32(0.5)
+            else:
+                e32 = w * w + f32(0.5)
+            t32 = math.exp(-e32)
+            return f32(xv) * inv32(f32(1.0) + t32)
+
+    else:
+
+        @cuda.jit(device=True)
+        def forward_value(xv, s, mu, s2, lam_s, ca, sq, ca4, inv_n, r, r2, r2_32):
+            """``x * sigmoid(E)`` of one neuron, float64 in scaled units."""
+            u = xv * s - mu
+            d = u * u
+            if exact:
+                vt = s2 - r * d
+                if vt < 0.0:
+                    vt = f64(0.0)
+                e64 = r2 * d / (4.0 * (vt * inv_n + lam_s)) + 0.5
+            else:
+                e64 = d * ca + 0.5
+            return xv / (1.0 + math.exp(-e64))
+
+    if kind == "forward" and regs:
+
+        @cuda.jit
+        def forward_regs(x, out, lam, gshift, channels, nb, m, nq):
+            """``out = x * sigmoid(E)`` with each thread's ``regs`` values held in
+            registers: ``x`` is read once (``M <= regs * group``)."""
+            sh = cuda.shared.array(0, dtype=nb_f64)
+            vals = cuda.local.array(regs, dtype=vdt)
+            tid = cuda.threadIdx.x
+            group, lane, gid, p0, q0, dp, dq = setup(tid, gshift, nq)
+            per_block = cuda.blockDim.x >> gshift
+            slot = 0
+            base = cuda.blockIdx.x * per_block
+            while base < channels:
+                c = base + gid
+                valid = c < channels
+                c0 = c // nb
+                c1 = c - c0 * nb
+                first = load(x, vals, c0, c1, valid, lane, group, m, nq, p0, q0, dp, dq)
+                s, mu, s2, slot = rstats(first, vals, valid, sh, slot, tid, lane, group, m)
+                lam_s, ca, sq, ca4, inv_n, r = channel_consts(s, s2, lam, m)
+                r2 = r * r
+                r2_32 = f32(r2)
+                if valid:
+                    j, p, q = lane, p0, q0
+                    for k in range(regs):
+                        if j < m:
+                            out[c0, c1, p, q] = forward_value(vals[k], s, mu, s2, lam_s, ca,
+                                                              sq, ca4, inv_n, r, r2, r2_32)
+                        j += group
+                        if flat:
+                            q += group
+                        else:
+                            p += dp
+                            q += dq
+                            if q >= nq:
+                                q -= nq
+                                p += 1
+                base += cuda.gridDim.x * per_block
+
+        return forward_regs
+
     if kind == "forward":
 
         @cuda.jit
@@ -444,31 +651,8 @@ def _make_kernel(kind: str, exact: bool, lowp: bool, shuffle: bool, flat: bool,
                 if valid:
                     j, p, q = lane, p0, q0
                     while j < m:
-                        xv = x[c0, c1, p, q]
-                        if lowp:
-                            u = f64(xv) - mu
-                            w = f32(u * sq)
-                            if exact:
-                                vt = s2 - r * (u * u)
-                                if vt < 0.0:
-                                    vt = f64(0.0)
-                                z = f32((vt * inv_n + lam_s) * ca4)
-                                e32 = r2_32 * (w * w) * inv32(z) + f32(0.5)
-                            else:
-                                e32 = w * w + f32(0.5)
-                            t32 = math.exp(-e32)
-                            out[c0, c1, p, q] = f32(xv) * inv32(f32(1.0) + t32)
-                        else:
-                            u = xv * s - mu
-                            d = u * u
-                            if exact:
-                                vt = s2 - r * d
-                                if vt < 0.0:
-                                    vt = f64(0.0)
-                                e64 = r2 * d / (4.0 * (vt * inv_n + lam_s)) + 0.5
-                            else:
-                                e64 = d * ca + 0.5
-                            out[c0, c1, p, q] = xv / (1.0 + math.exp(-e64))
+                        out[c0, c1, p, q] = forward_value(x[c0, c1, p, q], s, mu, s2, lam_s,
+                                                          ca, sq, ca4, inv_n, r, r2, r2_32)
                         j += group
                         if flat:
                             q += group
@@ -524,6 +708,68 @@ def _make_kernel(kind: str, exact: bool, lowp: bool, shuffle: bool, flat: bool,
             dn = d * ib * inv_n
             return u * ib * (2.0 * r2 + 8.0 * r2 * r * dn), 8.0 * r2 * dn * ib
         return u * (2.0 * ca), d * (8.0 * ca * ca * inv_n)
+
+    if regs:
+
+        @cuda.jit
+        def backward_regs(x, go, out, lam, gshift, channels, nb, m, nq):
+            """Vector-Jacobian product with ``x`` and ``grad_out`` held in registers for
+            the statistics, both reductions and the output (each read once)."""
+            sh = cuda.shared.array(0, dtype=nb_f64)
+            vals = cuda.local.array(regs, dtype=vdt)
+            gvals = cuda.local.array(regs, dtype=vdt)
+            tid = cuda.threadIdx.x
+            group, lane, gid, p0, q0, dp, dq = setup(tid, gshift, nq)
+            per_block = cuda.blockDim.x >> gshift
+            slot = 0
+            inv_m = 1.0 / f64(m)
+            base = cuda.blockIdx.x * per_block
+            while base < channels:
+                c = base + gid
+                valid = c < channels
+                c0 = c // nb
+                c1 = c - c0 * nb
+                first = load(x, vals, c0, c1, valid, lane, group, m, nq, p0, q0, dp, dq)
+                load(go, gvals, c0, c1, valid, lane, group, m, nq, p0, q0, dp, dq)
+                s, mu, s2, slot = rstats(first, vals, valid, sh, slot, tid, lane, group, m)
+                lam_s, ca, sq, ca4, inv_n, r = channel_consts(s, s2, lam, m)
+                r2 = r * r
+                p1 = f64(0.0)
+                p2 = f64(0.0)
+                if valid:
+                    for k in range(regs):
+                        if lane + k * group < m:
+                            xs, u, g, t, ib = terms(vals[k], s, mu, s2, lam_s, ca, sq, ca4,
+                                                    inv_n, r, r2)
+                            qv = f64(gvals[k]) * xs * g * (t * g)
+                            alpha, beta = alpha_beta(u, ib, ca, inv_n, r, r2)
+                            p1 += qv * alpha
+                            p2 += qv * beta
+                p1, p2 = red_sum(sh, slot, tid, group, p1, p2)
+                slot ^= 1
+                p1m = p1 * inv_m
+                if valid:
+                    j, p, q = lane, p0, q0
+                    for k in range(regs):
+                        if j < m:
+                            xs, u, g, t, ib = terms(vals[k], s, mu, s2, lam_s, ca, sq, ca4,
+                                                    inv_n, r, r2)
+                            gv = f64(gvals[k])
+                            qv = gv * xs * g * (t * g)
+                            alpha, _ = alpha_beta(u, ib, ca, inv_n, r, r2)
+                            out[c0, c1, p, q] = gv * g + qv * alpha - p1m - u * p2
+                        j += group
+                        if flat:
+                            q += group
+                        else:
+                            p += dp
+                            q += dq
+                            if q >= nq:
+                                q -= nq
+                                p += 1
+                base += cuda.gridDim.x * per_block
+
+        return backward_regs
 
     @cuda.jit
     def backward(x, go, out, lam, gshift, channels, nb, m, nq):
@@ -591,14 +837,19 @@ def _make_kernel(kind: str, exact: bool, lowp: bool, shuffle: bool, flat: bool,
 
 
 def kernel(kind: str, exact: bool, lowp: bool, shuffle: bool | None = None,
-           flat: bool = True, full_warps: bool = True) -> Any:
+           flat: bool = True, full_warps: bool = True, regs: int = 0) -> Any:
     """The compiled-on-demand kernel of one variant (``shuffle=None``: :func:`use_shuffle`;
     ``flat``: one spatial dimension in the 4-d view; ``full_warps``: at least 32
-    threads per block)."""
+    threads per block; ``regs``: 0 for the streaming kernel that reads ``x`` from
+    memory in every pass, else the register kernel holding ``regs`` values a thread)."""
     if kind not in ("forward", "backward"):
         raise ValueError(f"kind must be 'forward' or 'backward', got {kind!r}")
+    regs = int(regs)
+    if regs < 0:
+        raise ValueError(f"regs must be >= 0, got {regs}")
     shuffle = use_shuffle() if shuffle is None else bool(shuffle)
-    key = (kind, bool(exact), bool(lowp), shuffle, bool(flat), bool(full_warps) or not shuffle)
+    key = (kind, bool(exact), bool(lowp), shuffle, bool(flat), bool(full_warps) or not shuffle,
+           regs)
     if key not in _KERNELS:
         _KERNELS[key] = _make_kernel(*key)
     return _KERNELS[key]
@@ -632,6 +883,14 @@ def launch_config(channels: int, m: int) -> tuple[int, int, int]:
     return blocks, tpb, group
 
 
+def register_elements(m: int, group: int) -> int:
+    """Values a thread keeps in registers for channels of ``m`` neurons walked by
+    ``group`` threads: a power of two ``>= ceil(m / group)``, or 0 (the streaming
+    kernel) above :data:`REGISTER_ELEMENTS`."""
+    k = _pow2_ceil(-(-int(m) // int(group)))
+    return k if k <= int(REGISTER_ELEMENTS) else 0
+
+
 def _launch(kern: Any, config: tuple[int, int, int, int], args: tuple) -> None:
     """``kern[blocks, tpb, stream, shared_bytes](*args)`` (one place to observe launches)."""
     kern[config](*args)
@@ -646,7 +905,8 @@ def _run(kind: str, views: tuple[Any, ...], split: tuple[int, int, int, int], la
     blocks, tpb, group = launch_config(channels, m)
     shuffle = use_shuffle()
     lowp = np.dtype(views[0].dtype) != np.float64
-    kern = kernel(kind, exact, lowp, shuffle, flat=npp == 1, full_warps=tpb >= _WARP)
+    kern = kernel(kind, exact, lowp, shuffle, flat=npp == 1, full_warps=tpb >= _WARP,
+                  regs=register_elements(m, group))
     shared = 8 * _SHUFFLE_WORDS if shuffle else 16 * tpb
     gshift = group.bit_length() - 1
     args = (*views, float(lam), gshift, channels, nb, m, nq)
@@ -820,7 +1080,57 @@ def _numba_stream(handle: Any) -> Any:
     cuda = _bind()
     if simulator_enabled():  # the simulator runs everything synchronously
         return cuda.stream()
-    return cuda.external_stream(handle)
+    # A Numba external stream holds only the handle (no context, no finalizer), so one
+    # wrapper per handle serves every call; a handle reused by a new stream names that
+    # stream, as the caller means.  Bounded: cleared when full.
+    wrapped = _EXTERNAL_STREAMS.get(handle)
+    if wrapped is None:
+        if len(_EXTERNAL_STREAMS) >= _EXTERNAL_STREAMS_MAX:
+            _EXTERNAL_STREAMS.clear()
+        wrapped = _EXTERNAL_STREAMS[handle] = cuda.external_stream(handle)
+    return wrapped
+
+
+_EXTERNAL_STREAMS: dict[int, Any] = {}
+_EXTERNAL_STREAMS_MAX = 64
+
+
+def _raw_handle(handle: Any) -> int:
+    """The ``cudaStream_t`` value of a :func:`stream_handle` result (0: default)."""
+    if isinstance(handle, int):
+        return handle
+    try:
+        return int(handle.handle or 0)
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
+def _framework_empty(x: Any, handle: Any) -> Any:
+    """A result array like ``x`` allocated by ``x``'s framework, or None.
+
+    torch tensors get ``torch.empty_like`` and CuPy arrays ``cupy.empty_like`` (their
+    caching allocators, their types, on ``x``'s device), made current on the launch
+    stream when that is not the framework's current one, so the allocator ties the
+    block to the stream that writes it.  Other input: None (a Numba device array).
+    """
+    root = type(x).__module__.split(".")[0]
+    mod = sys.modules.get(root) if root in ("torch", "cupy") else None
+    if mod is None or not isinstance(x, mod.Tensor if root == "torch" else mod.ndarray):
+        return None
+    raw = _raw_handle(handle)
+    if root == "torch":
+        base = x.detach() if bool(getattr(x, "requires_grad", False)) else x
+        if raw > 2 and mod.cuda.is_available():  # 0, 1, 2: default streams
+            device = base.device
+            if raw != int(mod.cuda.current_stream(device).cuda_stream):
+                with mod.cuda.stream(mod.cuda.ExternalStream(raw, device=device)):
+                    return mod.empty_like(base)
+        return mod.empty_like(base)
+    with x.device:
+        if raw > 2 and raw != int(mod.cuda.get_current_stream().ptr):
+            with mod.cuda.ExternalStream(raw):
+                return mod.empty_like(x)
+        return mod.empty_like(x)
 
 
 # ------------------------------------------------------------------ device layout
@@ -958,7 +1268,8 @@ def _run_device(kind: str, x: Any, grad_out: Any, lam: float, exact: bool,
     dtype = np.dtype(xd.dtype)
     shape = tuple(int(v) for v in xd.shape)
     spatial = tuple(spatial_axes)
-    launch_stream = _numba_stream(stream_handle(stream, x, xdesc))
+    handle = stream_handle(stream, x, xdesc)
+    launch_stream = _numba_stream(handle)
     arrays = [xd]
     if kind == "backward":
         gd, _ = _as_device(grad_out, "grad_out")
@@ -974,8 +1285,14 @@ def _run_device(kind: str, x: Any, grad_out: Any, lam: float, exact: bool,
         _same_or_disjoint(od, xd, "x")
         if kind == "backward":
             _same_or_disjoint(od, arrays[1], "grad_out")
+        result = out
     else:
-        od = cuda.device_array(shape, dtype=dtype, stream=launch_stream)
+        result = _framework_empty(x, handle)
+        if result is None:
+            od = result = cuda.device_array(shape, dtype=dtype, stream=launch_stream)
+        else:
+            od, _ = _as_device(result, "the result", writable=True)
+            _check_out(od, shape, dtype)
     arrays.append(od)
     plan = split4(shape, spatial, [tuple(int(s) for s in a.strides) for a in arrays])
     if plan is not None:
@@ -990,7 +1307,7 @@ def _run_device(kind: str, x: Any, grad_out: Any, lam: float, exact: bool,
         views = tuple(_rows4(r, channels, m) for r in (*rows, orow))
         _run(kind, views, (1, channels, 1, m), lam, exact, launch_stream)
         _contiguous_rows(od, shape, spatial, launch_stream, into=orow)
-    return out if out is not None else od
+    return result
 
 
 def simam_device(
@@ -1001,10 +1318,14 @@ def simam_device(
 
     ``x`` is a Numba device array or any object with ``__cuda_array_interface__``
     (CuPy, PyTorch CUDA tensors; one with ``requires_grad`` is read detached).
-    Returns a new C-contiguous Numba device array, or ``out`` (a writable device
-    array or CAI object of ``x``'s shape and dtype; may be ``x`` itself) after
-    writing into it.  Launches on ``stream`` (see :func:`stream_handle`) and does
-    not synchronise the host.
+    Returns ``out`` (a writable device array or CAI object of ``x``'s shape and
+    dtype; may be ``x`` itself) after writing into it; without ``out`` a new array
+    of ``x``'s type: a ``torch.Tensor`` from ``torch.empty_like`` for torch input
+    (``x``'s layout, never requiring grad), a ``cupy.ndarray`` from
+    ``cupy.empty_like`` for CuPy input (both allocated on the launch stream through
+    the framework's caching allocator), else a C-contiguous Numba device array.
+    Launches on ``stream`` (see :func:`stream_handle`) and does not synchronise the
+    host.
     """
     return _run_device("forward", x, None, lam, exact, spatial_axes, out, stream)
 
