@@ -362,11 +362,12 @@ def simam(
         number in native byte order.  Masked arrays are refused (pass
         ``x.filled(value)`` or ``x.data``).
         A CUDA device array (Numba, CuPy, PyTorch: anything with
-        ``__cuda_array_interface__``) runs on the GPU and returns a Numba device
-        array.  A torch tensor with ``requires_grad`` is read as ``x.detach()``:
-        the call records no autograd history (use :func:`simam_backward` for the
-        gradient); such a tensor is refused as ``out``, and so is an export
-        flagged read-only.
+        ``__cuda_array_interface__``) runs on the GPU and returns an array of the
+        input's kind (a ``torch.Tensor`` for torch input, a ``cupy.ndarray`` for CuPy
+        input, else a Numba device array), or ``out``.  A torch tensor with
+        ``requires_grad`` is read as ``x.detach()``: the call records no autograd
+        history (use :func:`simam_backward` for the gradient); such a tensor is
+        refused as ``out``, and so is an export flagged read-only.
     lam : float or 0-d array
         Regulariser ``lambda > 0`` of the energy (the official default is 1e-4); it
         must be finite and nonzero once converted to float64.
