@@ -81,6 +81,7 @@ LIMITS: dict[str, int] = {
     "degree": 48,  # total degree after clearing denominators
     "digits": 60,  # digits of any number literal or label (numerator, denominator)
     "constant_bits": 4096,  # size of constants built with powers
+    "sqrt_nesting": 6,  # sqrt inside sqrt (z3 can ignore its timer on deeper towers)
 }
 """Bounds on a claim; each gives a one-line error."""
 
@@ -151,7 +152,9 @@ def _exact(src: str, what: str) -> Fraction:
         if not m or not (m.group(1) or (m.group(2) or "").strip(".")):
             raise ClaimSyntaxError(f"{what} {src!r} is not an exact number")
         digits = len((m.group(1) or "") + (m.group(2) or "")) - bool(m.group(2))
-        exp = int(m.group(3)[1:]) if m.group(3) else 0
+        exp_text = m.group(3)[1:] if m.group(3) else "0"
+        # never int() an exponent of thousands of digits (Python refuses past 4300)
+        exp = int(exp_text) if len(exp_text.lstrip("+-").lstrip("0")) <= 6 else 10**7
         if digits > LIMITS["digits"] or abs(exp) > LIMITS["digits"]:
             raise ClaimSyntaxError(
                 f"{what} {src!r} is out of range (at most {LIMITS['digits']} digits and "
@@ -223,6 +226,12 @@ def _bits(term: dc.Term) -> int:
         return abs(term[2]) * _bits(term[1])
     a, b = _bits(term[1]), _bits(term[2])
     return max(a, b) + 1 if op in ("add", "sub") else a + b
+
+
+def _sqrt_depth(term: dc.Term) -> int:
+    """How many ``sqrt`` are nested at most (a tower of depth k has degree 2**k)."""
+    inner = max((_sqrt_depth(a) for a in term[1:] if isinstance(a, tuple)), default=0)
+    return inner + (term[0] == "sqrt")
 
 
 def _build(node: ast.AST, text: str, depth: int = 0) -> dc.Term:
@@ -297,6 +306,8 @@ def parse_term(text: str) -> dc.Term:
                                "denominators); the decision procedure would not finish")
     if _bits(term) > LIMITS["constant_bits"]:
         raise ClaimSyntaxError(f"constants larger than {LIMITS['constant_bits']} bits")
+    if _sqrt_depth(term) > LIMITS["sqrt_nesting"]:
+        raise ClaimSyntaxError(f"sqrt nested more than {LIMITS['sqrt_nesting']} deep")
     return term
 
 
@@ -405,8 +416,10 @@ def check_claim(text: str, labels: Sequence[object] = (1, -1),
     """Decide ``"LHS = RHS"`` against the derived closed form for ``labels = (y_t, y_o)``.
 
     Raises :class:`ClaimSyntaxError` (a ``ValueError``) for bad claims, bad labels,
-    claims over :data:`LIMITS`, and ``inv_e_t`` with equal labels. ``timeout`` bounds
-    the solver (in-process); the CLI also runs the whole check in a child process.
+    claims over :data:`LIMITS`, and ``inv_e_t`` with equal labels. ``timeout`` is
+    given to the solver (in-process), which may overrun it on hard inputs (z3's
+    ``nlsat`` does not always poll its timer); the CLI runs the whole check in a
+    child process that it kills at the limit, the hard bound.
     """
     lhs, rhs_text = _split(text)
     claimed = parse_term(rhs_text)

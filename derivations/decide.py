@@ -40,6 +40,7 @@ from fractions import Fraction
 from typing import Any
 
 import sympy as sp
+from sympy.core.evalf import PrecisionExhausted
 
 __all__ = [
     "CLAIM_DOMAIN",
@@ -50,6 +51,7 @@ __all__ = [
     "decide_positive",
     "decide_terms",
     "evaluate",
+    "fold_zero_constants",
     "sympy_decide",
     "term_degree",
     "term_from_sympy",
@@ -190,12 +192,50 @@ def _vars(term: Term, out: set[str] | None = None) -> set[str]:
 
 # --- exact evaluation --------------------------------------------------------------------
 def _is_zero(x: sp.Expr) -> bool:
-    """Exact zero test for an algebraic number (rational shortcut, else its minimal polynomial)."""
+    """Exact zero test for an algebraic number.
+
+    Rationals directly; a value that SymPy's ``evalf`` certifies to 50 significant
+    digits (``strict=True``: full accuracy or ``PrecisionExhausted``) and is not 0
+    is non-zero; only what is left goes to the minimal polynomial (which can be
+    huge for a number such as ``3**(1/4096) - 1``, so it must not come first).
+    """
     if x.is_Rational:
         return x == 0
+    try:
+        approx = sp.N(x, 50, strict=True)
+    except PrecisionExhausted:
+        approx = None
+    if approx is not None and approx.is_number and approx != 0:
+        return False
+    fast = _zero_in_one_root(x)
+    if fast is not None:
+        return fast
     if x.is_zero is True:
         return True
     return sp.minimal_polynomial(x, sp.Dummy("z")).is_Symbol
+
+
+def _zero_in_one_root(x: sp.Expr) -> bool | None:
+    """Zero test for a rational function ``A(r)/B(r)`` of one real root ``r = CRootOf(P, k)``.
+
+    ``A(r) == 0`` iff the minimal polynomial of ``r`` divides ``A``: one polynomial
+    remainder instead of the minimal polynomial of the whole expression (seconds
+    for a quintic's root). ``None`` when ``x`` is not of that form.
+    """
+    roots = x.atoms(sp.CRootOf)
+    if len(roots) != 1:
+        return None
+    (root,) = roots
+    z = sp.Dummy("z")
+    y = sp.together(x.xreplace({root: z}))
+    num, den = sp.fraction(y)
+    try:
+        p_num = sp.Poly(num, z, domain="QQ")
+        sp.Poly(den, z, domain="QQ")
+    except (sp.PolynomialError, sp.CoercionFailed, sp.GeneratorsNeeded):
+        return None  # other algebraic numbers (e.g. sqrt(2)) or not polynomial in r
+    minpoly = sp.Poly(sp.minimal_polynomial(root, z), z, domain="QQ")
+    return p_num.rem(minpoly).is_zero
 
 
 def _sign(x: sp.Expr) -> int:
@@ -253,6 +293,29 @@ def _ev(term: Term, point: Mapping[str, sp.Expr]) -> sp.Expr:
     return a / b
 
 
+def _count(term: Term, op: str) -> int:
+    return (term[0] == op) + sum(_count(a, op) for a in term[1:] if isinstance(a, tuple))
+
+
+def fold_zero_constants(term: Term, max_radicals: int = 8) -> Term:
+    """Replace each variable-free subterm with radicals that is defined and exactly 0 by 0.
+
+    Sound (the subterm has that one value everywhere) and it spares z3 a hard
+    algebraic-number problem, e.g. ``10**40*(sqrt(2) + sqrt(3) - sqrt(5 + 2*sqrt(6)))``.
+    Subterms with more than ``max_radicals`` ``sqrt`` are left alone (their minimal
+    polynomial could be huge).
+    """
+    if term[0] in ("num", "var"):
+        return term
+    if not _vars(term) and 0 < _count(term, "sqrt") <= max_radicals:
+        value = _defined_value(term, {})
+        if value is not None and _is_zero(value):
+            return ("num", Fraction(0))
+        return term
+    return (term[0], *(fold_zero_constants(a, max_radicals) if isinstance(a, tuple) else a
+                       for a in term[1:]))
+
+
 def _defined_value(term: Term, point: Mapping[str, sp.Expr]) -> sp.Expr | None:
     try:
         return _ev(term, point)
@@ -283,6 +346,16 @@ def _refutes(claimed: Term, derived: Term, point: Mapping[str, sp.Expr],
     if c_val is None:
         return True, None, d_val
     return (not _is_zero(c_val - d_val)), c_val, d_val
+
+
+def _import_z3() -> Any:
+    """z3, imported only on the decision path (the package itself imports without it)."""
+    try:
+        import z3
+    except ImportError:
+        raise ImportError("deciding claims needs the z3-solver package "
+                          "(pip install z3-solver)") from None
+    return z3
 
 
 # --- z3 translation ----------------------------------------------------------------------
@@ -409,9 +482,10 @@ def decide_terms(
     ``y_t - y_o``). ``timeout`` (seconds) bounds the solver; running out gives
     ``undecided``.
     """
-    import z3  # lazy: only the decision path needs the solver
+    z3 = _import_z3()
 
     start = time.monotonic()
+    claimed, derived = fold_zero_constants(claimed), fold_zero_constants(derived)
     domain = dict(CLAIM_DOMAIN if domain is None else domain)
     names = sorted(set(domain) | _vars(claimed) | _vars(derived))
     for name in names:
@@ -508,7 +582,7 @@ def _rationalize(z3: Any, s: Any, variables: Mapping[str, Any], point: dict[str,
 
 def decide_positive(expr: sp.Expr, domain: Mapping[str, str], timeout: float = 10.0) -> Decision:
     """Decide ``expr > 0`` at every domain point where it is defined (z3 ``nlsat``)."""
-    import z3  # lazy
+    z3 = _import_z3()
 
     start = time.monotonic()
     term = term_from_sympy(expr)

@@ -176,11 +176,13 @@ class ClosedForm:
 @lru_cache(maxsize=64)
 def _closed_form_cached(lt: sp.Expr, lo: sp.Expr) -> ClosedForm:
     eqs = stationarity_equations((lt, lo))
-    sols = sp.solve(eqs, [W, B], dict=True)
-    if len(sols) != 1:  # pragma: no cover - a linear system with PD matrix
-        raise AssertionError(f"expected a unique stationary point, got {sols}")
-    w_sol = sp.factor(sp.cancel(sols[0][W]))
-    b_sol = sp.factor(sp.cancel(sols[0][B]))
+    # a 2x2 linear system: Cramer's rule (same expressions as sp.solve, several times faster)
+    a, rhs = sp.linear_eq_to_matrix(eqs, [W, B])
+    det = sp.expand(a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0])
+    if det == 0:  # pragma: no cover - the Hessian is positive definite
+        raise AssertionError("expected a unique stationary point")
+    w_sol = sp.factor(sp.cancel((rhs[0] * a[1, 1] - a[0, 1] * rhs[1]) / det))
+    b_sol = sp.factor(sp.cancel((a[0, 0] * rhs[1] - rhs[0] * a[1, 0]) / det))
     e_min = sp.factor(sp.cancel(energy(w_sol, b_sol, (lt, lo))))
     inv = sp.factor(sp.cancel(1 / e_min))
     return ClosedForm((lt, lo), w_sol, b_sol, e_min, inv)

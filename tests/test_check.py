@@ -386,3 +386,86 @@ def test_parser_fuzz_only_builds_allowed_expressions(text):
         return
     assert isinstance(expr, sp.Expr)
     assert expr.free_symbols <= {en.t, en.mu, en.sigma, en.lam}
+
+
+# --- found in review: each test fails without its fix ---------------------------------------
+def _alarm(seconds: int):
+    """Context manager turning a hang into a test failure (pure-Python loops only)."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def guard():
+        def boom(*_):
+            raise TimeoutError(f"took more than {seconds} s")
+
+        old = signal.signal(signal.SIGALRM, boom)
+        signal.alarm(seconds)
+        try:
+            yield
+        finally:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, old)
+
+    return guard()
+
+
+def test_zero_test_does_not_start_with_the_minimal_polynomial():
+    # 3**(1/4096) - 1 has a minimal polynomial of degree 4096: the re-check of a
+    # counterexample hung there; a certified 50-digit value shows it is not 0
+    tower = sp.Integer(3)
+    for _ in range(12):
+        tower = sp.sqrt(tower)
+    with _alarm(20):
+        assert dc._is_zero(tower - 1) is False
+        term = parse_term("sqrt(" * 6 + "3" + ")" * 6 + " - 1")
+        assert dc._refutes(term, ("num", Fraction(0)), {}, {})[0]
+    # exact zeros are still zeros (evalf cannot certify them; the polynomial does)
+    assert dc._is_zero(10**40 * (sp.sqrt(2) + sp.sqrt(3) - sp.sqrt(5 + 2 * sp.sqrt(6))))
+    root = sp.CRootOf(sp.Poly([1, 0, 0, 0, -1, -1], sp.Symbol("x")), 0)
+    assert dc._is_zero(root**5 - root - 1)
+    assert not dc._is_zero(root**5 - root - 1 + sp.Rational(1, 10**45))
+
+
+def test_sqrt_towers_are_bounded():
+    # z3's nlsat ignored its timer (and interrupts) on a tower of 10 sqrt: in-process
+    # check_claim(timeout=5) ran for minutes; deeper than LIMITS['sqrt_nesting'] is exit 2
+    deep = "sqrt(" * (LIMITS["sqrt_nesting"] + 1) + "t**2 + 3" + ")" * (LIMITS["sqrt_nesting"] + 1)
+    with pytest.raises(ClaimSyntaxError, match="sqrt nested"):
+        parse_term(deep)
+    with pytest.raises(ClaimSyntaxError, match="sqrt nested"):
+        parse_term("(" * 7 + "t" + ")**(1/2)" * 7)  # half-integer powers are sqrt too
+    assert parse_term("sqrt(" * 6 + "t" + ")" * 6)
+
+
+def test_missing_z3_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "z3", None)
+    with pytest.raises(ImportError, match="pip install z3-solver"):
+        dc.decide_terms(("var", "t"), ("var", "t"))
+
+
+@pytest.mark.parametrize("labels", [(1, -1), (en.y_t, en.y_o), ("1/3", "-2/7"), (0, 5)])
+def test_closed_form_is_the_solution_of_the_linear_system(labels):
+    cf = en.closed_form(labels)
+    lt, lo = en._labels(labels)
+    (sol,) = sp.solve(en.stationarity_equations((lt, lo)), [en.W, en.B], dict=True)
+    assert sp.cancel(cf.w_t - sol[en.W]) == 0
+    assert sp.cancel(cf.b_t - sol[en.B]) == 0
+
+
+@pytest.mark.parametrize("label", ["1e" + "9" * 5000, "1e-" + "9" * 5000])
+def test_label_with_a_huge_exponent_is_a_claim_error(label):
+    # int() of a 5000-digit exponent raised Python's own ValueError (not a ClaimSyntaxError)
+    with pytest.raises(ClaimSyntaxError, match="out of range"):
+        check_claim("w_t = t", (label, -1))
+
+
+def test_zero_test_at_a_root_is_one_polynomial_remainder():
+    # at a counterexample t = CRootOf(P, k) the claim's denominator is exactly 0; the
+    # minimal polynomial of the whole expression took seconds per test (x several tests)
+    x = sp.Symbol("x")
+    root = sp.CRootOf(sp.Poly(x**7 - 3 * x**5 + x**2 - 5, x), 0)
+    with _alarm(3):
+        assert dc._is_zero((root**7 - 3 * root**5 + root**2 - 5) / (root**2 + 2))
+        assert not dc._is_zero((root**7 - 3 * root**5 + root**2 - 4) / (root**2 + 2))
+        assert dc._zero_in_one_root(sp.sqrt(2) * root) is None  # not of that form

@@ -185,3 +185,24 @@ def test_console_script_negative_labels_and_help():
     proc = subprocess.run([sys.executable, "-m", "simam_ref.cli", "check", "--help"],
                           capture_output=True, text=True, timeout=120)
     assert "sigma >= 0" in proc.stdout and "3 undecided" in proc.stdout
+
+
+def test_check_without_z3_says_what_to_install(monkeypatch, capsys):
+    # the package imports without z3 (a GPU machine may lack it); deciding needs it
+    from simam_ref import cli
+
+    monkeypatch.setitem(sys.modules, "z3", None)
+    out = cli._check_worker("w_t = 0", ("1", "-1"), 5.0)
+    assert "pip install z3-solver" in out["error"] and "internal error" not in out["error"]
+
+
+def test_check_when_no_child_process_can_be_started(monkeypatch, capsys):
+    # fork failing (EAGAIN under a process limit) gave a traceback; now: decided in-process
+    import multiprocessing.context as mpc
+
+    def refuse(self):
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(mpc.ForkProcess, "start", refuse)
+    assert main(["check", f"w_t = {W}"]) == 0
+    assert "proved" in capsys.readouterr().out
