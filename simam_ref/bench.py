@@ -1,13 +1,19 @@
 """Benchmark harness behind ``simam bench`` (also ``python -m simam_ref.bench``).
 
 Times the SimAM kernel (forward, and with ``--backward`` the vector-Jacobian
-product) on ResNet-50 stage shapes at batch 32, best of ``--repeat`` runs, against
+product) on ResNet-50 stage shapes at batch 32, best of ``--repeat`` rounds (each
+round times every task once, so the ratios compare times taken under the same
+load on a shared machine), against
 
 * ``copy``: a Numba parallel copy of the same array (the memory roofline),
 * ``numpy``: the NumPy backend,
 * ``torch_eager``: PyTorch eager running the official formula
   ``x * sigmoid(d / (4 (v + lam)) + 0.5)`` (the paper formula, whatever ``--method``),
 * ``torch_compile``: ``torch.compile`` of that function.
+
+``--layout nhwc`` times channels-last arrays: the kernel and NumPy get the
+``(N, H, W, C)`` array with ``axes=(1, 2)``, PyTorch gets the same memory as an
+``(N, C, H, W)`` tensor in ``channels_last`` format.
 
 For ``--backward`` the torch baselines time ``autograd.grad`` of the formula
 *including its forward* (autograd needs the graph), while ``simam_backward`` needs
@@ -66,7 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", choices=("paper", "exact"), default="paper")
     parser.add_argument("--lam", type=float, default=1e-4, help="lambda (default 1e-4)")
     parser.add_argument("--repeat", type=int, default=10, metavar="N",
-                        help="best of N timed runs after one warm-up (default 10)")
+                        help="best of N timed rounds after one warm-up (default 10)")
+    parser.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw",
+                        help="memory layout of the input: channels-first (default) or "
+                        "channels-last (N, H, W, C) with axes=(1, 2)")
     parser.add_argument("--backward", action="store_true",
                         help="also time the backward (vector-Jacobian product)")
     parser.add_argument("--backend", default="cpu", choices=("cpu", "cuda", "numpy", "auto"),
@@ -90,20 +99,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ----------------------------------------------------------------------- timing
-def _best(fn: Callable[[], Any], repeat: int, budget_s: float = 20.0) -> float:
-    """Best wall time of ``repeat`` calls after one warm-up (fewer if over budget)."""
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    n = max(1, min(repeat, int(budget_s / max(first, 1e-9))))
-    best = math.inf
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 _COPY = None
 
 
@@ -162,6 +157,34 @@ def _torch_fns(torch: Any, lam: float, ndim: int, backward: bool, compiled: bool
 
 
 # ----------------------------------------------------------------------- driver
+def isa_name(features: set[str]) -> str:
+    """The widest x86 SIMD level named by CPU feature flags: AVX-512, AVX2 or other."""
+    if "avx512f" in features:
+        return "AVX-512"
+    if "avx2" in features:
+        return "AVX2"
+    return "other"
+
+
+def _cpu_features() -> set[str]:
+    """CPU feature flags: LLVM's view of the host (what the kernels compile for)."""
+    try:
+        from llvmlite import binding
+
+        text = binding.get_host_cpu_features().flatten()
+        return {f[1:] for f in text.split(",") if f.startswith("+")}
+    except Exception:  # noqa: BLE001 - fall back to the kernel's list
+        pass
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def _machine() -> dict[str, Any]:
     cpu_name = platform.processor() or platform.machine()
     try:
@@ -177,6 +200,7 @@ def _machine() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": cpu_name,
         "cores": os.cpu_count(),
+        "isa": isa_name(_cpu_features()),
         "numba_threads": numba.get_num_threads(),
         "numba": numba.__version__,
         "numpy": np.__version__,
@@ -236,6 +260,10 @@ def run(args: argparse.Namespace) -> int:
         label = "x".join(map(str, shape))
         x = rng.standard_normal(shape).astype(dtype)
         g = rng.standard_normal(shape).astype(dtype)
+        if args.layout == "nhwc":  # channels-last memory, (N, *spatial, C)
+            order = (0, *range(2, len(shape)), 1)
+            x = np.ascontiguousarray(x.transpose(order))
+            g = np.ascontiguousarray(g.transpose(order))
         out = np.empty_like(x)
         for kind in passes:
             times: dict[str, float | None] = {}
@@ -246,17 +274,23 @@ def run(args: argparse.Namespace) -> int:
                 unavailable["numpy"] = "skipped (--no-numpy)"
             if torch is not None and args.no_compile:
                 unavailable["torch_compile"] = "skipped (--no-compile)"
-            for name in names:
+            fns: dict[str, Callable[[], Any]] = {}
+            firsts: dict[str, float] = {}
+            for name in names:  # build and warm up (compiles) every task first
                 step += 1
                 print(f"[{step}/{total}] {kind} {name} {label}", file=sys.stderr, flush=True)
                 try:
-                    times[name] = _time_one(name, kind, x, g, out, args, torch,
-                                            simam, simam_backward, repeat)
+                    fn = _task(name, kind, x, g, out, args, torch, simam, simam_backward)
+                    t0 = time.perf_counter()
+                    fn()
+                    firsts[name] = time.perf_counter() - t0
+                    fns[name] = fn
                 except Exception as exc:  # a baseline failing must not stop the run
                     if name == "kernel":
                         raise
                     times[name] = None
                     unavailable[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            times.update(_best_interleaved(fns, firsts, repeat))
             nbytes = x.nbytes * (2 if kind == "forward" else 3)
             k = times["kernel"]
             results.append({
@@ -273,6 +307,7 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "machine": _machine(),
         "config": {"dtype": dtype.name, "method": args.method, "lam": args.lam,
+                   "layout": args.layout,
                    "repeat": repeat, "backend": args.backend,
                    "torch_formula": "paper (official)"},
         "results": results,
@@ -286,29 +321,48 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _time_one(name, kind, x, g, out, args, torch, simam, simam_backward, repeat) -> float:
+def _best_interleaved(fns: dict[str, Callable[[], Any]], firsts: dict[str, float],
+                      repeat: int, budget_s: float = 40.0) -> dict[str, float]:
+    """Best wall time of each warmed-up task over ``repeat`` rounds (fewer if over
+    budget); every round times each task once, so on a shared machine the tasks
+    whose ratios are reported see the same load."""
+    rounds = max(1, min(repeat, int(budget_s / max(sum(firsts.values()), 1e-9))))
+    best = {name: math.inf for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def _task(name, kind, x, g, out, args, torch, simam, simam_backward) -> Callable[[], Any]:
+    """The zero-argument callable that ``name`` times (see the module docstring)."""
     lam, method = args.lam, args.method
-    if name == "kernel":
+    nhwc = getattr(args, "layout", "nchw") == "nhwc"
+    axes = tuple(range(1, x.ndim - 1)) if nhwc else None
+    if name in ("kernel", "numpy"):
+        backend = args.backend if name == "kernel" else "numpy"
         if kind == "forward":
-            return _best(lambda: simam(x, lam, method=method, out=out, backend=args.backend),
-                         repeat)
-        return _best(lambda: simam_backward(x, g, lam, method=method, out=out,
-                                            backend=args.backend), repeat)
+            return lambda: simam(x, lam, method=method, axes=axes, out=out, backend=backend)
+        return lambda: simam_backward(x, g, lam, method=method, axes=axes, out=out,
+                                      backend=backend)
     if name == "copy":
         copy = _parallel_copy()
         src, dst = x.reshape(-1), out.reshape(-1)
-        return _best(lambda: copy(src, dst), repeat)
-    if name == "numpy":
-        if kind == "forward":
-            return _best(lambda: simam(x, lam, method=method, out=out, backend="numpy"), repeat)
-        return _best(lambda: simam_backward(x, g, lam, method=method, out=out,
-                                            backend="numpy"), repeat)
+        return lambda: copy(src, dst)
     fn = _torch_fns(torch, lam, x.ndim, kind == "backward", name == "torch_compile")
     tx, tg = torch.from_numpy(x), torch.from_numpy(g)
-    with torch.inference_mode(kind == "forward"):
-        if kind == "forward":
-            return _best(lambda: fn(tx), repeat)
-        return _best(lambda: fn(tx, tg), repeat)
+    if nhwc:  # the same memory as an (N, C, *spatial) tensor in channels_last format
+        back = (0, x.ndim - 1, *range(1, x.ndim - 1))
+        tx, tg = tx.permute(back), tg.permute(back)
+    args_t = (tx,) if kind == "forward" else (tx, tg)
+
+    def call():
+        with torch.inference_mode(kind == "forward"):
+            return fn(*args_t)
+
+    return call
 
 
 # ----------------------------------------------------------------------- output
@@ -320,9 +374,9 @@ def format_table(report: dict[str, Any]) -> str:
     """The human-readable table of a :func:`run` report."""
     m, c = report["machine"], report["config"]
     lines = [
-        f"simam bench  {m['date']}  {m['cpu']}  cores={m['cores']}  "
+        f"simam bench  {m['date']}  {m['cpu']}  ISA={m.get('isa', '?')}  cores={m['cores']}  "
         f"numba threads={m['numba_threads']}  dtype={c['dtype']}  method={c['method']}  "
-        f"best of {c['repeat']}",
+        f"layout={c.get('layout', 'nchw')}  best of {c['repeat']}",
         f"{'pass':8} {'shape':>16} {'kernel ms':>10} {'GB/s':>7} {'copy ms':>8} "
         f"{'numpy ms':>9} {'eager ms':>9} {'compile ms':>10} | {'k/copy':>7} "
         f"{'eager/k':>8} {'compile/k':>9} {'numpy/k':>8}",
@@ -369,7 +423,9 @@ def plot(report: dict[str, Any], path: str) -> None:
     ax.axhline(1.0, color="k", lw=0.8)
     ax.set_ylabel("ratio (log)")
     c = report["config"]
-    ax.set_title(f"SimAM {c['dtype']} {c['method']} ({report['machine']['cpu']})", fontsize=9)
+    m = report["machine"]
+    ax.set_title(f"SimAM {c['dtype']} {c['method']} {c.get('layout', 'nchw')} "
+                 f"({m['cpu']}, {m.get('isa', '?')}, {m['numba_threads']} threads)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

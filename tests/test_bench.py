@@ -37,8 +37,10 @@ def check_ratios(res: dict) -> None:
 def test_quick_json_structure(capsys):
     report = run_bench(capsys, "--quick", "--json", "--no-torch", "--backward")
     m = report["machine"]
-    for key in ("cpu", "cores", "numba_threads", "date", "numba", "numpy"):
+    for key in ("cpu", "isa", "cores", "numba_threads", "date", "numba", "numpy"):
         assert key in m
+    assert m["isa"] in ("AVX-512", "AVX2", "other")
+    assert report["config"]["layout"] == "nchw"
     assert report["config"]["dtype"] == "float32"
     assert [r["pass"] for r in report["results"]] == ["forward", "backward"]
     for res in report["results"]:
@@ -76,3 +78,27 @@ def test_shape_parser_rejects_bad_input():
     with pytest.raises(argparse.ArgumentTypeError):
         bench._shape("3,4")
     assert bench._shape("2,3,4,5") == (2, 3, 4, 5)
+
+
+def test_isa_name_from_flags():
+    assert bench.isa_name({"avx2", "avx512f", "fma"}) == "AVX-512"
+    assert bench.isa_name({"avx", "avx2"}) == "AVX2"
+    assert bench.isa_name({"neon"}) == "other"
+
+
+def test_quick_channels_last(capsys):
+    pytest.importorskip("torch")
+    report = run_bench(capsys, "--quick", "--json", "--layout", "nhwc", "--no-compile",
+                       "--backward")
+    assert report["config"]["layout"] == "nhwc"
+    for res in report["results"]:
+        assert res["times_s"]["numpy"] is not None and res["times_s"]["torch_eager"] is not None
+        check_ratios(res)
+
+
+def test_table_header_names_machine(capsys):
+    parser = argparse.ArgumentParser()
+    bench.add_arguments(parser)
+    assert bench.run(parser.parse_args(["--quick", "--no-torch", "--no-numpy"])) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "ISA=" in header and "numba threads=" in header and "layout=nchw" in header

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 import pytest
 
-from simam_ref import simam, simam_backward
+from simam_ref import reference, simam, simam_backward
 from simam_ref.kernels import cpu
 
 LAM = 1e-4
@@ -319,8 +319,9 @@ def test_bit_identical_across_thread_counts(dtype, method, threads, small_blocks
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_split_path_agrees_with_channel_path(dtype, method, monkeypatch, small_blocks):
     # The path is a function of the shape (use_split), so the paths need not share bits.
-    # They do for float64 and for the backward (same blocked sums); the float32 forward
-    # takes one-pass statistics on the channel path and agrees to float32 rounding.
+    # They do for float64 (same blocked sums); float32 takes one-pass statistics on the
+    # channel path (and float32 element code for the paper backward) and agrees to
+    # float32 rounding.
     for shape in [(1, 1, 40, 37), (1, 2, 1000), (2, 3, 129)]:
         x = sample(shape, dtype, seed=21)
         g = sample(shape, dtype, seed=22, loc=0.0)
@@ -330,9 +331,11 @@ def test_split_path_agrees_with_channel_path(dtype, method, monkeypatch, small_b
         chan = both(x, g, method)
         if dtype == np.float64:
             assert split[0].tobytes() == chan[0].tobytes()
+            assert split[1].tobytes() == chan[1].tobytes()
         else:
             np.testing.assert_allclose(split[0], chan[0], rtol=3e-7, atol=1e-30)
-        assert split[1].tobytes() == chan[1].tobytes()
+            scale = np.max(np.abs(split[1]), axis=-1, keepdims=True)
+            assert np.max(np.abs(split[1] - chan[1]) / scale) < 1e-6
         ref = simam(x.astype(np.float64), LAM, method=method, backend="numpy")
         assert rel_err(split[0], ref) < (1e-6 if dtype == np.float32 else 1e-13)
 
@@ -374,3 +377,219 @@ def test_kernel_rejects_bad_arrays():
         cpu.forward_2d(np.zeros((2, 8, 2), np.float32)[:, :, 0], LAM, False, x)
     with pytest.raises(TypeError):
         cpu.forward_2d(x.astype(np.int32), LAM, False, x.astype(np.int32))
+
+
+# ------------------------------------------------------------ read-only inputs
+def _read_only(a: np.ndarray, kind: str, path) -> np.ndarray:
+    """``a``'s values in a read-only array made the way ``kind`` names."""
+    if kind == "flag":
+        r = a.copy()
+        r.flags.writeable = False
+    elif kind == "frombuffer":
+        r = np.frombuffer(a.tobytes(), dtype=a.dtype).reshape(a.shape)
+    elif kind == "memmap":
+        a.tofile(path)
+        r = np.memmap(path, dtype=a.dtype, mode="r", shape=a.shape)
+    else:  # broadcast: every image of the batch is the same (zero batch stride)
+        r = np.broadcast_to(a[:1], a.shape)
+    assert not r.flags.writeable
+    return r
+
+
+@pytest.mark.parametrize("kind", ["flag", "frombuffer", "memmap", "broadcast"])
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("method", ["paper", "exact"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_read_only_input_and_grad(dtype, method, split, kind, monkeypatch, small_blocks,
+                                  tmp_path):
+    force_path(monkeypatch, split)
+    shape = (2, 3, 150)  # M = 150: three blocks of 64 on the split path
+    x0 = sample(shape, dtype, seed=27)
+    g0 = sample(shape, dtype, seed=28, loc=0.0)
+    if kind == "broadcast":
+        x0 = np.repeat(x0[:1], 2, axis=0)
+        g0 = np.repeat(g0[:1], 2, axis=0)
+    x = _read_only(x0, kind, tmp_path / "x.bin")
+    g = _read_only(g0, kind, tmp_path / "g.bin")
+    exact = method == "exact"
+    x64, g64 = x0.astype(np.float64).reshape(6, -1), g0.astype(np.float64).reshape(6, -1)
+    ref_y = np.empty_like(x64)
+    ref_g = np.empty_like(x64)
+    reference.forward_2d(x64, LAM, exact, ref_y)
+    reference.backward_2d(x64, g64, LAM, exact, ref_g)
+    ref_y, ref_g = ref_y.reshape(shape), ref_g.reshape(shape)
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    y = simam(x, LAM, method=method, backend="cpu")
+    assert rel_err(y, ref_y) < tol
+    for gx in (simam_backward(x, g, LAM, method=method, backend="cpu"),
+               simam_backward(x, g0, LAM, method=method, backend="cpu"),
+               simam_backward(x0, g, LAM, method=method, backend="cpu")):
+        scale = np.max(np.abs(ref_g), axis=-1, keepdims=True)
+        assert np.max(np.abs(gx - ref_g) / scale) < tol
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(g, g0)
+
+
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_read_only_view_in_place_through_writable_alias(dtype, split, monkeypatch,
+                                                         small_blocks):
+    # x is a read-only view of out's memory: in place, written through out
+    force_path(monkeypatch, split)
+    x0 = sample((1, 2, 300), dtype, seed=29)
+    g0 = sample((1, 2, 300), dtype, seed=30, loc=0.0)
+    expected = simam(x0, LAM, backend="cpu")
+    expected_g = simam_backward(x0, g0, LAM, backend="cpu")
+    base = x0.copy()
+    ro = base.view()
+    ro.flags.writeable = False
+    assert simam(ro, LAM, out=base, backend="cpu") is base
+    np.testing.assert_array_equal(base, expected)
+    for alias in ("x", "g"):
+        xb, gb = x0.copy(), g0.copy()
+        xr, gr = xb.view(), gb.view()
+        xr.flags.writeable = False
+        gr.flags.writeable = False
+        target = xb if alias == "x" else gb
+        simam_backward(xr, gr, LAM, out=target, backend="cpu")
+        np.testing.assert_array_equal(target, expected_g)
+
+
+def test_kernel_rejects_read_only_output():
+    x = np.zeros((2, 8), np.float32)
+    ro = x.copy()
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        cpu.forward_2d(x, LAM, False, ro)
+    with pytest.raises(ValueError, match="read-only"):
+        cpu.backward_2d(x, x, LAM, False, ro)
+
+
+# ------------------------------------------------------------- channels-last
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """``x`` (N, C, *spatial) copied to channels-last memory, shape (N, *spatial, C)."""
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1))
+
+
+@pytest.fixture
+def nlc_spy(monkeypatch):
+    """Record the arrays the channels-last kernels receive."""
+    seen = []
+    for name in ("forward_nlc", "backward_nlc"):
+        real = getattr(cpu, name)
+
+        def spy(*args, _real=real):
+            seen.append(args)
+            return _real(*args)
+
+        monkeypatch.setattr(cpu, name, spy)
+    return seen
+
+
+@pytest.mark.parametrize("method", ["paper", "exact"])
+@pytest.mark.parametrize("shape", [(2, 24, 7, 7), (3, 5, 4, 6), (1, 300, 3, 3), (2, 4, 2, 3, 5)])
+def test_channels_last_matches_reference_without_copy(shape, method, nlc_spy, monkeypatch):
+    monkeypatch.setattr(cpu, "NLC_TILE", 16)  # several tiles, one of them partial
+    x = sample(shape, np.float32, seed=31)
+    g = sample(shape, np.float32, seed=32, loc=0.0)
+    xl, gl = channels_last(x), channels_last(g)
+    axes = tuple(range(1, x.ndim - 1))
+    ref = simam(x.astype(np.float64), LAM, method=method, backend="numpy")
+    ref_g = simam_backward(x.astype(np.float64), g.astype(np.float64), LAM, method=method,
+                           backend="numpy")
+    y = simam(xl, LAM, method=method, axes=axes, backend="cpu")
+    gx = simam_backward(xl, gl, LAM, method=method, axes=axes, backend="cpu")
+    assert len(nlc_spy) == 2
+    assert np.shares_memory(nlc_spy[0][0], xl) and np.shares_memory(nlc_spy[1][1], gl)
+    assert y.flags.c_contiguous and gx.flags.c_contiguous
+    assert rel_err(np.moveaxis(y, -1, 1), ref) < 1e-6
+    scale = np.max(np.abs(ref_g), axis=tuple(range(2, len(shape))), keepdims=True)
+    assert np.max(np.abs(np.moveaxis(gx, -1, 1) - ref_g) / scale) < 2e-6
+    # the same memory seen as (N, C, *spatial) with the default axes
+    xv = np.moveaxis(xl, -1, 1)
+    yv = simam(xv, LAM, method=method, backend="cpu")
+    assert len(nlc_spy) == 3 and np.shares_memory(nlc_spy[2][0], xl)
+    np.testing.assert_array_equal(yv, np.moveaxis(y, -1, 1))
+
+
+@pytest.mark.parametrize("method", ["paper", "exact"])
+def test_channels_last_in_place_and_aliases(method, nlc_spy):
+    x = channels_last(sample((2, 20, 5, 6), np.float32, seed=33))
+    g = channels_last(sample((2, 20, 5, 6), np.float32, seed=34, loc=0.0))
+    y = simam(x, LAM, method=method, axes=(1, 2), backend="cpu")
+    gx = simam_backward(x, g, LAM, method=method, axes=(1, 2), backend="cpu")
+    xc = x.copy()
+    simam(xc, LAM, method=method, axes=(1, 2), out=xc, backend="cpu")
+    np.testing.assert_array_equal(xc, y)
+    x1, g1 = x.copy(), g.copy()
+    simam_backward(x1, g1, LAM, method=method, axes=(1, 2), out=x1, backend="cpu")
+    np.testing.assert_array_equal(x1, gx)
+    np.testing.assert_array_equal(g1, g)
+    x2, g2 = x.copy(), g.copy()
+    simam_backward(x2, g2, LAM, method=method, axes=(1, 2), out=g2, backend="cpu")
+    np.testing.assert_array_equal(g2, gx)
+    np.testing.assert_array_equal(x2, x)
+    assert len(nlc_spy) == 5
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_channels_last_odd_channels_keep_neighbours_bits(inplace, monkeypatch):
+    # a NaN channel and a huge-offset channel (not the all-float32 loop) next to clean ones
+    monkeypatch.setattr(cpu, "NLC_TILE", 8)
+    x = sample((2, 12, 6, 6), np.float32, seed=35)
+    clean = simam(channels_last(x), LAM, axes=(1, 2), backend="cpu")
+    x[1, 3, 2, 2] = np.nan
+    x[0, 5] = x[0, 5] * np.float32(1e-3) + np.float32(3e30)
+    xl = channels_last(x)
+    y = simam(xl, LAM, axes=(1, 2), out=xl if inplace else None, backend="cpu")
+    assert np.all(np.isnan(y[1, :, :, 3]))
+    mask = np.ones((2, 12), bool)
+    mask[1, 3] = mask[0, 5] = False
+    np.testing.assert_array_equal(np.moveaxis(y, -1, 1)[mask], np.moveaxis(clean, -1, 1)[mask])
+    ref = simam(x[0:1, 5:6].astype(np.float64), LAM, backend="numpy")
+    assert rel_err(y[0:1, :, :, 5:6].transpose(0, 3, 1, 2), ref) < 1e-6
+
+
+def test_channels_last_bit_identical_across_thread_counts(threads, monkeypatch):
+    if threads < 2:
+        pytest.skip("needs more than one Numba thread")
+    monkeypatch.setattr(cpu, "NLC_TILE", 8)
+    x = channels_last(sample((3, 40, 5, 5), np.float32, seed=36))
+    g = channels_last(sample((3, 40, 5, 5), np.float32, seed=37, loc=0.0))
+    res = []
+    for nt in (threads, 1):
+        numba.set_num_threads(nt)
+        res.append((simam(x, LAM, axes=(1, 2), backend="cpu").tobytes(),
+                    simam_backward(x, g, LAM, axes=(1, 2), backend="cpu").tobytes()))
+    assert res[0] == res[1]
+
+
+@pytest.mark.parametrize("gscale", [1.0, 1e30, 1e-30, 0.0])
+@pytest.mark.parametrize("xscale, loc", [(1.0, 0.5), (1e-30, 0.0), (0.5, 1000.0), (1e30, 0.0)])
+def test_float32_backward_float32_code_and_its_fallback(xscale, loc, gscale):
+    # the paper backward runs float32 element code where the statistics and the sums
+    # allow it, float64 elsewhere (grad_out near overflow or underflow, extreme x)
+    x = (sample((2, 3, 7, 7), np.float64, seed=38) * xscale + loc).astype(np.float32)
+    g = (sample((2, 3, 7, 7), np.float64, seed=39, loc=0.0) * gscale).astype(np.float32)
+    gx = simam_backward(x, g, LAM, backend="cpu")
+    ref = simam_backward(x.astype(np.float64), g.astype(np.float64), LAM, backend="numpy")
+    assert np.all(np.isfinite(gx))
+    scale = np.max(np.abs(ref), axis=(2, 3), keepdims=True)
+    if gscale == 0.0:
+        assert np.all(gx == 0.0)
+    else:
+        assert np.max(np.abs(gx - ref) / scale) < 2e-6
+
+
+@pytest.mark.parametrize("alias", ["x", "g"])
+def test_float32_backward_nan_grad_stays_in_its_channel(alias):
+    x = sample((2, 3, 6, 6), np.float32, seed=40)
+    g = sample((2, 3, 6, 6), np.float32, seed=41, loc=0.0)
+    clean = simam_backward(x, g, LAM, backend="cpu")
+    g[0, 1, 2, 2] = np.nan
+    xc, gc = x.copy(), g.copy()
+    res = simam_backward(xc, gc, LAM, out=xc if alias == "x" else gc, backend="cpu")
+    assert np.all(np.isnan(res[0, 1]))
+    mask = np.ones((2, 3), bool)
+    mask[0, 1] = False
+    np.testing.assert_array_equal(res[mask], clean[mask])

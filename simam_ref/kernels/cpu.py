@@ -1,6 +1,6 @@
 """Numba CPU kernels for SimAM: fused, parallel, deterministic.
 
-Both entry points take C-contiguous ``(channels, M)`` arrays of one dtype
+The main entry points take C-contiguous ``(channels, M)`` arrays of one dtype
 (float32 or float64) and follow the per-channel algorithm documented in
 :mod:`simam_ref.reference` (float64 statistics, two-pass mean with one correction
 step, power-of-two scaling of extreme float64 channels, paper/exact inverse
@@ -20,6 +20,13 @@ Structure
   :data:`SPLIT_MIN_M` neurons): every pass runs ``prange`` over ``(channel, block)``
   work items, with partial sums over fixed blocks of :data:`BLOCK` elements added in
   block order.
+
+* **float32 backward** (channel path): per-neuron terms of the paper method in
+  float32 SIMD with float64 channel sums (:func:`_bw_fast_f32`), float64 for channels
+  near float32's range limits and for ``method="exact"``.
+* **Channels-last** (:func:`forward_nlc`, :func:`backward_nlc`, float32): the
+  ``(batch, M, channels)`` memory of an ``(N, H, W, C)`` array as it is, one SIMD
+  lane per channel.
 
 The path is chosen from the shape alone and every reduction has a fixed order, so
 results are bit-identical run to run and for every thread count.
@@ -45,10 +52,13 @@ __all__ = [
     "BLOCK",
     "SPLIT_MAX_CHANNELS",
     "SPLIT_MIN_M",
+    "NLC_TILE",
     "backward_2d",
+    "backward_nlc",
     "exp_neg_f32",
     "exp_neg_f64",
     "forward_2d",
+    "forward_nlc",
     "use_split",
 ]
 
@@ -222,6 +232,27 @@ def _ol_exp_neg_like(e, like):
     if like == types.float32:
         return lambda e, like: np.float64(exp_neg_f32(np.float32(e)))
     return lambda e, like: exp_neg_f64(e)
+
+
+def _writable_alias(a, b):  # pragma: no cover - typing-time helper
+    raise NotImplementedError
+
+
+@overload(_writable_alias, inline="always")
+def _ol_writable_alias(a, b):
+    """``a`` when Numba types it writable, else ``b``: the array an in-place loop
+    writes when ``a`` and ``b`` are the same memory.
+
+    An in-place loop reads and writes one array (see :func:`_fwd_block_f32`); it is
+    typed even when not taken, so it must not write a read-only ``a``
+    (``flags.writeable = False``, ``np.frombuffer`` of bytes, ``np.memmap(mode="r")``
+    are a distinct ``readonly`` array type).  The loop runs only when ``b`` is ``a``'s
+    memory, so writing (and reading) ``b`` then is the same thing; a read-only ``b``
+    still fails typing, as it must.
+    """
+    if isinstance(a, types.Array) and a.mutable:
+        return lambda a, b: a
+    return lambda a, b: b
 
 
 # ------------------------------------------------------------------- reductions
@@ -414,6 +445,7 @@ def _fwd_block_f32(xb, ob, mu, s2, r, four_n, four_lam, exact, inplace):
     """Output of float32 block ``xb`` (``s == 1``) given its channel's ``mu, S2``;
     ``four_n = 4/n``, ``four_lam = 4 lam``."""
     nb = xb.shape[0]
+    wb = _writable_alias(xb, ob)  # the in-place loops read and write only wb
     den = four_n * s2 + four_lam  # 4 (S2/n + lam) = 1 / kk**2
     if abs(mu) < _FAST_LIM and s2 < _FAST_LIM * _FAST_LIM and 2.0**-120 < den < 2.0**120:
         mu_hi = np.float32(mu)
@@ -427,13 +459,13 @@ def _fwd_block_f32(xb, ob, mu, s2, r, four_n, four_lam, exact, inplace):
             floor = max(np.float32(four_lam / den), _TINY32)
             if inplace:
                 for i in range(nb):
-                    xb[i] = _exact_fast_f32(xb[i], mu_hi, mu_lo, kk, r2, q, floor)
+                    wb[i] = _exact_fast_f32(wb[i], mu_hi, mu_lo, kk, r2, q, floor)
             else:
                 for i in range(nb):
                     ob[i] = _exact_fast_f32(xb[i], mu_hi, mu_lo, kk, r2, q, floor)
         elif inplace:
             for i in range(nb):
-                xb[i] = _paper_fast_f32(xb[i], mu_hi, mu_lo, kk)
+                wb[i] = _paper_fast_f32(wb[i], mu_hi, mu_lo, kk)
         else:
             for i in range(nb):
                 ob[i] = _paper_fast_f32(xb[i], mu_hi, mu_lo, kk)
@@ -447,13 +479,13 @@ def _fwd_block_f32(xb, ob, mu, s2, r, four_n, four_lam, exact, inplace):
     if exact:
         if inplace:
             for i in range(nb):
-                xb[i] = _exact_f32(xb[i], mu, s2, r, a, b, c0)
+                wb[i] = _exact_f32(wb[i], mu, s2, r, a, b, c0)
         else:
             for i in range(nb):
                 ob[i] = _exact_f32(xb[i], mu, s2, r, a, b, c0)
     elif inplace:
         for i in range(nb):
-            xb[i] = _paper_f32(xb[i], mu, c)
+            wb[i] = _paper_f32(wb[i], mu, c)
     else:
         for i in range(nb):
             ob[i] = _paper_f32(xb[i], mu, c)
@@ -462,17 +494,18 @@ def _fwd_block_f32(xb, ob, mu, s2, r, four_n, four_lam, exact, inplace):
 @njit(**_NB)
 def _fwd_block_f64(xb, ob, s, mu, s2, r, four_n, four_lam, c, exact, inplace):
     nb = xb.shape[0]
+    wb = _writable_alias(xb, ob)
     r2 = r * r
     if exact:
         if inplace:
             for i in range(nb):
-                xb[i] = _exact_f64(xb[i], s, mu, s2, r, r2, four_n, four_lam)
+                wb[i] = _exact_f64(wb[i], s, mu, s2, r, r2, four_n, four_lam)
         else:
             for i in range(nb):
                 ob[i] = _exact_f64(xb[i], s, mu, s2, r, r2, four_n, four_lam)
     elif inplace:
         for i in range(nb):
-            xb[i] = _paper_f64(xb[i], s, mu, c)
+            wb[i] = _paper_f64(wb[i], s, mu, c)
     else:
         for i in range(nb):
             ob[i] = _paper_f64(xb[i], s, mu, c)
@@ -678,13 +711,17 @@ def _bw_val(xv, gv, s, mu, k, lam_s, n, exact, p1m, p2):
 @njit(**_NB)
 def _bw_out(xb, gb, ob, s, mu, k, lam_s, n, exact, p1m, p2, alias):
     """Output of one block; ``alias`` 0: into ``ob``, 1: into ``xb``, 2: into ``gb``
-    (separate loops so LLVM sees a single array, see :func:`_fwd_block`)."""
+    (separate loops so LLVM sees a single array, see :func:`_fwd_block`; a read-only
+    ``xb`` or ``gb`` is written through ``ob``, its same memory, see
+    :func:`_writable_alias`)."""
     if alias == 1:
+        wx = _writable_alias(xb, ob)
         for i in range(xb.shape[0]):
-            xb[i] = _bw_val(xb[i], gb[i], s, mu, k, lam_s, n, exact, p1m, p2)
+            wx[i] = _bw_val(wx[i], gb[i], s, mu, k, lam_s, n, exact, p1m, p2)
     elif alias == 2:
+        wg = _writable_alias(gb, ob)
         for i in range(xb.shape[0]):
-            gb[i] = _bw_val(xb[i], gb[i], s, mu, k, lam_s, n, exact, p1m, p2)
+            wg[i] = _bw_val(xb[i], wg[i], s, mu, k, lam_s, n, exact, p1m, p2)
     else:
         for i in range(xb.shape[0]):
             ob[i] = _bw_val(xb[i], gb[i], s, mu, k, lam_s, n, exact, p1m, p2)
@@ -725,6 +762,106 @@ def _backward_channels(x2, g2, lam, exact, out2, block, alias):
         _bw_rows(xr, gr, out2[c], 0, m, s, mu, k, lam_s, n, exact, p1 / m, p2, alias)
 
 
+# float32 paper backward: with z = u kk (kk = 1/sqrt(4 (S2/n + lam)), as the
+# forward's fast loop), E = z**2 + 1/2, q alpha = q z (2 kk), q beta = q z**2 (8 kk**2/n):
+# every per-neuron value in float32 SIMD (8 lanes on AVX2 instead of 4 in float64),
+# the two channel sums accumulated in float64.
+@njit(fastmath=_ELEM, inline="always", **_NB)
+def _bw_fast_f32(xv, gv, mu_hi, mu_lo, kk, a2, b8):
+    """float32 ``(go g, q alpha, q beta, u)`` of one neuron (paper method)."""
+    u = (xv - mu_hi) - mu_lo
+    z = u * kk
+    z2 = z * z
+    t = exp_neg_f32(z2 + _HALF32)
+    g = _ONE32 / (_ONE32 + t)
+    q = gv * xv * g * (t * g)
+    return gv * g, q * z * a2, q * z2 * b8, u
+
+
+@njit(fastmath=_RED, **_NB)
+def _bw_sums_fast_f32(xb, gb, mu_hi, mu_lo, kk, a2, b8):
+    """``sum(q alpha)``, ``sum(q beta)`` and ``sum(|go|)`` (float64) of one row."""
+    p1 = 0.0
+    p2 = 0.0
+    sg = 0.0
+    for i in range(xb.shape[0]):
+        gv = gb[i]
+        _, qa, qb, _ = _bw_fast_f32(xb[i], gv, mu_hi, mu_lo, kk, a2, b8)
+        p1 += np.float64(qa)
+        p2 += np.float64(qb)
+        sg += np.float64(abs(gv))
+    return p1, p2, sg
+
+
+@njit(fastmath=_ELEM, **_NB)
+def _bw_out_fast_f32(xb, gb, ob, mu_hi, mu_lo, kk, a2, b8, p1m, p2, alias):
+    """Output of one row from :func:`_bw_fast_f32` (``alias`` as :func:`_bw_out`)."""
+    if alias == 1:
+        wx = _writable_alias(xb, ob)
+        for i in range(xb.shape[0]):
+            gg, qa, _, u = _bw_fast_f32(wx[i], gb[i], mu_hi, mu_lo, kk, a2, b8)
+            wx[i] = gg + qa - p1m - u * p2
+    elif alias == 2:
+        wg = _writable_alias(gb, ob)
+        for i in range(xb.shape[0]):
+            gg, qa, _, u = _bw_fast_f32(xb[i], wg[i], mu_hi, mu_lo, kk, a2, b8)
+            wg[i] = gg + qa - p1m - u * p2
+    else:
+        for i in range(xb.shape[0]):
+            gg, qa, _, u = _bw_fast_f32(xb[i], gb[i], mu_hi, mu_lo, kk, a2, b8)
+            ob[i] = gg + qa - p1m - u * p2
+
+
+@njit(**_NB)
+def _bw_fast_ok(mu, s2, den):
+    """Whether a float32 channel's statistics allow the float32 backward: the
+    forward's all-float32 test, and ``1/den`` (``den = 4 (S2/n + lam)``) squared
+    inside float32's normal range."""
+    return abs(mu) < _FAST_LIM and s2 < _FAST_LIM * _FAST_LIM and 2.0**-60 < den < 2.0**60
+
+
+@njit(**_NB)
+def _bw_sums_ok(p1, p2, sg, m):
+    """Whether the float32 sums are trustworthy: finite (no float32 overflow) and
+    ``mean |go|`` far from float32's overflow and underflow (or exactly 0)."""
+    gm = sg / m
+    return math.isfinite(p1) and math.isfinite(p2) and (gm == 0.0 or 2.0**-60 < gm < 2.0**60)
+
+
+@njit(parallel=True, **_NB)
+def _backward_channels_f32(x2, g2, lam, exact, out2, alias):
+    """Channel path of the float32 backward: one-pass statistics
+    (:func:`_row_stats_f32`); the paper method runs :func:`_bw_fast_f32` where
+    :func:`_bw_fast_ok` and :func:`_bw_sums_ok` allow, else (and for exact) the
+    float64 element code of :func:`_bw_elem`."""
+    nc, m = x2.shape
+    n = m - 1.0
+    lam_s = max(lam, LAM_FLOOR)
+    for c in prange(nc):
+        xr = x2[c]
+        gr = g2[c]
+        orow = out2[c]
+        mu, s2 = _row_stats_f32(x2, c, m)
+        den = 4.0 * (s2 / n + lam_s)
+        done = False
+        if not exact and _bw_fast_ok(mu, s2, den):
+            mu_hi = np.float32(mu)
+            mu_lo = np.float32(mu - np.float64(mu_hi))
+            kk = 1.0 / math.sqrt(den)
+            kk32 = np.float32(kk)
+            a2 = np.float32(2.0 * kk)
+            b8 = np.float32(8.0 * kk * kk / n)
+            p1, p2, sg = _bw_sums_fast_f32(xr, gr, mu_hi, mu_lo, kk32, a2, b8)
+            if _bw_sums_ok(p1, p2, sg, m):
+                _bw_out_fast_f32(xr, gr, orow, mu_hi, mu_lo, kk32, a2, b8, np.float32(p1 / m),
+                                 np.float32(p2), alias)
+                done = True
+        if not done:
+            k = _bw_k(s2, lam_s, n, exact)
+            p1, p2 = _bw_sums(xr, gr, 1.0, mu, k, lam_s, n, exact)
+            _bw_out(xr, gr, orow, 1.0, mu, k, lam_s, n, exact, p1 / m, p2, alias)
+
+
 @njit(parallel=True, **_NB)
 def _backward_split(x2, g2, lam, exact, out2, block, alias):
     nc, m = x2.shape
@@ -760,6 +897,291 @@ def _backward_split(x2, g2, lam, exact, out2, block, alias):
                  exact, p1m[c], p2[c], alias)
 
 
+# ---------------------------------------------------- channels-last (B, M, C)
+# ``x3[b, i, :]`` holds neuron ``i`` of every channel of batch ``b``, contiguous.
+# The inner loops run over channels, one SIMD lane per channel: the statistics,
+# square root and division run for a whole vector of channels at a time, no
+# vector has a per-channel tail, and each channel's sums still run in neuron
+# order (no reduction crosses lanes), so the bits depend neither on the tile
+# width nor on the thread count.
+
+#: Most channels per work item of the channels-last kernels: whole rows of up
+#: to this many channels stream best (measured: 256-channel tiles of 1024-channel
+#: rows ran 1.5x slower), and wide tiles let LLVM's vector loops run whole.
+NLC_TILE = 4096
+
+
+@njit(fastmath=_ELEM, **_NB)
+def _nlc_stats(xf, base, stride, m, t, sc):
+    """``(mu, S2)`` (float64, views of the scratch ``sc`` of shape ``(3, >= t)``) of
+    the ``t`` channels ``xf[base + i*stride + c]`` (``c < t``, neuron ``i < m``) of
+    the flat float32 array ``xf``: one pass over ``x - x[neuron 0]``, as
+    :func:`_row_stats_f32`.
+
+    Flat indices are unsigned: no negative-index wraparound, no per-row views (whose
+    reference counting costs more than a short row of arithmetic).
+    """
+    k = sc[0, :t]
+    s1 = sc[1, :t]
+    s2 = sc[2, :t]
+    u0 = np.uint64(base)
+    for c in range(t):
+        k[c] = np.float64(xf[u0 + np.uint64(c)])
+        s1[c] = 0.0
+        s2[c] = 0.0
+    for i in range(1, m):
+        u = np.uint64(base + i * stride)
+        for c in range(t):
+            v = np.float64(xf[u + np.uint64(c)]) - k[c]
+            s1[c] += v
+            s2[c] += v * v
+    for c in range(t):
+        q = s1[c]
+        k[c] = k[c] + q / m
+        s2[c] = max(s2[c] - q * q / m, 0.0)
+    return k, s2
+
+
+@njit(**_NB)
+def _nlc_scratch(tile):
+    """Scratch arrays of one channels-last work item of at most ``tile`` channels."""
+    return np.empty((3, tile)), np.empty((4, tile), np.float32), np.empty(tile, np.bool_)
+
+
+@njit(**_NB)
+def _nlc_fwd_tile_f32(xf, of, base, stride, m, t, four_lam, exact, inplace, sc, sp, slow):
+    """Forward of the ``t`` channels at ``xf[base + i*stride + c]`` into the same
+    places of ``of`` (flat float32, channels-last; ``of`` may be ``xf``); ``sc``, ``sp``,
+    ``slow``: scratch from :func:`_nlc_scratch`.
+
+    Channels whose statistics pass :func:`_fwd_block_f32`'s all-float32 test run in
+    the vector loop; any other channel (huge values, NaN) is saved first and redone
+    by :func:`_fwd_block_f32` on its own, so its neighbours keep their bits.
+    """
+    n = m - 1.0
+    r = m / n
+    four_n = 4.0 / n
+    mu, s2 = _nlc_stats(xf, base, stride, m, t, sc)
+    muh = sp[0, :t]
+    mul = sp[1, :t]
+    kk = sp[2, :t]
+    fl = sp[3, :t]
+    nslow = 0
+    for c in range(t):
+        den = four_n * s2[c] + four_lam
+        if abs(mu[c]) < _FAST_LIM and s2[c] < _FAST_LIM * _FAST_LIM and 2.0**-120 < den < 2.0**120:
+            slow[c] = False
+            h = np.float32(mu[c])
+            muh[c] = h
+            mul[c] = np.float32(mu[c] - np.float64(h))
+            kk[c] = _ONE32 / np.sqrt(np.float32(den))
+            fl[c] = max(np.float32(four_lam / den), _TINY32)
+        else:  # placeholder gain in the vector loop; redone below
+            slow[c] = True
+            nslow += 1
+            muh[c] = 0.0
+            mul[c] = 0.0
+            kk[c] = 0.0
+            fl[c] = 1.0
+    if nslow:
+        saved = np.empty((nslow, m), np.float32)
+        j = 0
+        for c in range(t):
+            if slow[c]:
+                for i in range(m):
+                    saved[j, i] = xf[base + i * stride + c]
+                j += 1
+    r2 = np.float32(r * r)
+    q = np.float32(r * four_n)
+    wf = _writable_alias(xf, of)
+    for i in range(m):
+        u = np.uint64(base + i * stride)
+        if exact:
+            if inplace:
+                for c in range(t):
+                    uc = u + np.uint64(c)
+                    wf[uc] = _exact_fast_f32(wf[uc], muh[c], mul[c], kk[c], r2, q, fl[c])
+            else:
+                for c in range(t):
+                    uc = u + np.uint64(c)
+                    of[uc] = _exact_fast_f32(xf[uc], muh[c], mul[c], kk[c], r2, q, fl[c])
+        elif inplace:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                wf[uc] = _paper_fast_f32(wf[uc], muh[c], mul[c], kk[c])
+        else:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                of[uc] = _paper_fast_f32(xf[uc], muh[c], mul[c], kk[c])
+    if nslow:
+        col = np.empty(m, np.float32)
+        j = 0
+        for c in range(t):
+            if slow[c]:
+                _fwd_block_f32(saved[j], col, mu[c], s2[c], r, four_n, four_lam, exact, False)
+                for i in range(m):
+                    of[base + i * stride + c] = col[i]
+                j += 1
+
+
+@njit(parallel=True, **_NB)
+def _forward_nlc_f32(x3, lam, exact, out3, tile, inplace):
+    """Channels-last forward: ``prange`` over (batch item, tile of ``tile`` channels)."""
+    nb, m, nc = x3.shape
+    nt = _nblocks(nc, tile)
+    four_lam = 4.0 * max(lam, LAM_FLOOR)
+    xf = x3.reshape(-1)
+    of = out3.reshape(-1)
+    for w in prange(nb * nt):
+        sc, sp, slow = _nlc_scratch(min(tile, nc))
+        b = w // nt
+        c0 = (w - b * nt) * tile
+        _nlc_fwd_tile_f32(xf, of, b * m * nc + c0, nc, m, min(tile, nc - c0), four_lam, exact,
+                          inplace, sc, sp, slow)
+
+
+@njit(fastmath=_ELEM, **_NB)
+def _nlc_bw_sums(xf, gf, base, stride, m, t, mu, k, lam_s, exact, p1, p2):
+    """Add ``q alpha`` and ``q beta`` of the ``t`` channels at ``base`` (layout of
+    :func:`_nlc_stats`) to ``p1``, ``p2``, in neuron order."""
+    n = m - 1.0
+    for i in range(m):
+        u = np.uint64(base + i * stride)
+        for c in range(t):
+            uc = u + np.uint64(c)
+            _, qa, qb, _ = _bw_elem(xf[uc], gf[uc], 1.0, mu[c], k[c], lam_s, n, exact)
+            p1[c] += qa
+            p2[c] += qb
+
+
+@njit(fastmath=_ELEM, **_NB)
+def _nlc_bw_fast(xf, gf, of, base, stride, m, t, lam_s, alias, mu, s2, sc, sp):
+    """Float32 paper backward of a channels-last tile (:func:`_bw_fast_f32`, lane per
+    channel); False, with nothing written, when a channel's statistics or sums fail
+    :func:`_bw_fast_ok` / :func:`_bw_sums_ok` (the caller then runs float64)."""
+    n = m - 1.0
+    muh = sp[0, :t]
+    mul = sp[1, :t]
+    kk = sp[2, :t]
+    a2 = sp[3, :t]
+    b8 = sp[4, :t]
+    for c in range(t):
+        den = 4.0 * (s2[c] / n + lam_s)
+        if not _bw_fast_ok(mu[c], s2[c], den):
+            return False
+        h = np.float32(mu[c])
+        muh[c] = h
+        mul[c] = np.float32(mu[c] - np.float64(h))
+        k = 1.0 / math.sqrt(den)
+        kk[c] = np.float32(k)
+        a2[c] = np.float32(2.0 * k)
+        b8[c] = np.float32(8.0 * k * k / n)
+    p1 = sc[3, :t]
+    p2 = sc[4, :t]
+    sg = sc[5, :t]
+    for c in range(t):
+        p1[c] = 0.0
+        p2[c] = 0.0
+        sg[c] = 0.0
+    for i in range(m):
+        u = np.uint64(base + i * stride)
+        for c in range(t):
+            uc = u + np.uint64(c)
+            gv = gf[uc]
+            _, qa, qb, _ = _bw_fast_f32(xf[uc], gv, muh[c], mul[c], kk[c], a2[c], b8[c])
+            p1[c] += np.float64(qa)
+            p2[c] += np.float64(qb)
+            sg[c] += np.float64(abs(gv))
+    p1m = sp[5, :t]
+    p2f = sp[6, :t]
+    for c in range(t):
+        if not _bw_sums_ok(p1[c], p2[c], sg[c], m):
+            return False
+        p1m[c] = np.float32(p1[c] / m)
+        p2f[c] = np.float32(p2[c])
+    wx = _writable_alias(xf, of)
+    wg = _writable_alias(gf, of)
+    for i in range(m):
+        u = np.uint64(base + i * stride)
+        if alias == 1:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                gg, qa, _, uu = _bw_fast_f32(wx[uc], gf[uc], muh[c], mul[c], kk[c], a2[c], b8[c])
+                wx[uc] = gg + qa - p1m[c] - uu * p2f[c]
+        elif alias == 2:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                gg, qa, _, uu = _bw_fast_f32(xf[uc], wg[uc], muh[c], mul[c], kk[c], a2[c], b8[c])
+                wg[uc] = gg + qa - p1m[c] - uu * p2f[c]
+        else:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                gg, qa, _, uu = _bw_fast_f32(xf[uc], gf[uc], muh[c], mul[c], kk[c], a2[c], b8[c])
+                of[uc] = gg + qa - p1m[c] - uu * p2f[c]
+    return True
+
+
+@njit(**_NB)
+def _nlc_bw_tile(xf, gf, of, base, stride, m, t, lam_s, exact, alias, sc, sp):
+    """Backward of the ``t`` channels at ``base`` (float32, channels-last, flat arrays
+    as in :func:`_nlc_fwd_tile_f32`): the paper method through :func:`_nlc_bw_fast`
+    where it applies, else the two sums of :func:`_bw_sums` and the output of
+    :func:`_bw_out` in float64, one lane per channel; scratch ``sc``: float64
+    ``(6, >= t)``, ``sp``: float32 ``(7, >= t)``."""
+    n = m - 1.0
+    mu, s2 = _nlc_stats(xf, base, stride, m, t, sc)
+    if not exact and _nlc_bw_fast(xf, gf, of, base, stride, m, t, lam_s, alias, mu, s2, sc,
+                                  sp):
+        return
+    k = sc[3, :t]
+    p1 = sc[4, :t]
+    p2 = sc[5, :t]
+    for c in range(t):
+        k[c] = _bw_k(s2[c], lam_s, n, exact)
+        p1[c] = 0.0
+        p2[c] = 0.0
+    _nlc_bw_sums(xf, gf, base, stride, m, t, mu, k, lam_s, exact, p1, p2)
+    for c in range(t):
+        p1[c] /= m
+    wx = _writable_alias(xf, of)
+    wg = _writable_alias(gf, of)
+    for i in range(m):
+        u = np.uint64(base + i * stride)
+        if alias == 1:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                wx[uc] = _bw_val(wx[uc], gf[uc], 1.0, mu[c], k[c], lam_s, n, exact, p1[c],
+                                 p2[c])
+        elif alias == 2:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                wg[uc] = _bw_val(xf[uc], wg[uc], 1.0, mu[c], k[c], lam_s, n, exact, p1[c],
+                                 p2[c])
+        else:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                of[uc] = _bw_val(xf[uc], gf[uc], 1.0, mu[c], k[c], lam_s, n, exact, p1[c],
+                                 p2[c])
+
+
+@njit(parallel=True, **_NB)
+def _backward_nlc_f32(x3, g3, lam, exact, out3, tile, alias):
+    """Channels-last backward: ``prange`` over (batch item, tile of ``tile`` channels)."""
+    nb, m, nc = x3.shape
+    nt = _nblocks(nc, tile)
+    lam_s = max(lam, LAM_FLOOR)
+    xf = x3.reshape(-1)
+    gf = g3.reshape(-1)
+    of = out3.reshape(-1)
+    for w in prange(nb * nt):
+        sc = np.empty((6, min(tile, nc)))
+        sp = np.empty((7, min(tile, nc)), np.float32)
+        b = w // nt
+        c0 = (w - b * nt) * tile
+        _nlc_bw_tile(xf, gf, of, b * m * nc + c0, nc, m, min(tile, nc - c0), lam_s, exact,
+                     alias, sc, sp)
+
+
 # --------------------------------------------------------------------- public
 def use_split(channels: int, m: int) -> bool:
     """Whether the within-channel split path runs for ``channels`` rows of ``M``.
@@ -771,6 +1193,7 @@ def use_split(channels: int, m: int) -> bool:
 
 
 def _check(*arrays: np.ndarray) -> None:
+    """Validate kernel arrays (inputs first, the output last)."""
     first = arrays[0]
     if first.dtype not in (np.float32, np.float64):
         raise TypeError(f"cpu kernels need float32 or float64 arrays, got {first.dtype}")
@@ -779,6 +1202,8 @@ def _check(*arrays: np.ndarray) -> None:
             raise ValueError("all arrays must share one 2-D (channels, M) shape and dtype")
         if not a.flags.c_contiguous:
             raise ValueError("cpu kernels need C-contiguous (channels, M) arrays")
+    if not arrays[-1].flags.writeable:
+        raise ValueError("the output array is read-only")
     if first.shape[1] < 2:
         raise ValueError(f"each channel needs at least 2 neurons, got M = {first.shape[1]}")
 
@@ -814,5 +1239,46 @@ def backward_2d(
     """
     _check(x2, g2, out2)
     alias = 1 if _same(out2, x2) else 2 if _same(out2, g2) else 0
-    kernel = _backward_split if use_split(*x2.shape) else _backward_channels
-    kernel(x2, g2, float(lam), bool(exact), out2, int(BLOCK), alias)
+    if use_split(*x2.shape):
+        _backward_split(x2, g2, float(lam), bool(exact), out2, int(BLOCK), alias)
+    elif x2.dtype == np.float32:
+        _backward_channels_f32(x2, g2, float(lam), bool(exact), out2, alias)
+    else:
+        _backward_channels(x2, g2, float(lam), bool(exact), out2, int(BLOCK), alias)
+
+
+def _check_nlc(*arrays: np.ndarray) -> None:
+    """Validate channels-last kernel arrays (inputs first, the output last)."""
+    first = arrays[0]
+    if first.dtype != np.float32:
+        raise TypeError(f"channels-last cpu kernels need float32 arrays, got {first.dtype}")
+    for a in arrays:
+        if a.ndim != 3 or a.shape != first.shape or a.dtype != first.dtype:
+            raise ValueError("all arrays must share one 3-D (batch, M, channels) shape and dtype")
+        if not a.flags.c_contiguous:
+            raise ValueError("cpu kernels need C-contiguous (batch, M, channels) arrays")
+    if not arrays[-1].flags.writeable:
+        raise ValueError("the output array is read-only")
+    if first.shape[1] < 2:
+        raise ValueError(f"each channel needs at least 2 neurons, got M = {first.shape[1]}")
+
+
+def forward_nlc(x3: np.ndarray, lam: float, exact: bool, out3: np.ndarray) -> None:
+    """SimAM forward of channels-last float32 data into ``out3``.
+
+    ``x3[b, i, c]`` is neuron ``i`` of channel ``c`` in batch item ``b``; ``x3`` and
+    ``out3`` are C-contiguous ``(batch, M, channels)`` float32 (an ``(N, H, W, C)``
+    array viewed with ``M = H W``); ``out3`` may be ``x3`` itself.
+    """
+    _check_nlc(x3, out3)
+    _forward_nlc_f32(x3, float(lam), bool(exact), out3, int(NLC_TILE), _same(x3, out3))
+
+
+def backward_nlc(
+    x3: np.ndarray, g3: np.ndarray, lam: float, exact: bool, out3: np.ndarray
+) -> None:
+    """Vector-Jacobian product of :func:`forward_nlc` (layout as there); ``out3`` may be
+    ``x3`` or ``g3`` itself."""
+    _check_nlc(x3, g3, out3)
+    alias = 1 if _same(out3, x3) else 2 if _same(out3, g3) else 0
+    _backward_nlc_f32(x3, g3, float(lam), bool(exact), out3, int(NLC_TILE), alias)
