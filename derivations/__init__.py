@@ -3,9 +3,13 @@
 Everything is derived with SymPy (nothing is typed as an answer) and every
 verdict in :func:`all_claims` / :func:`check_claim` is computed.
 
-The submodules ``energy``, ``leave_one_out``, ``backward``, ``check``, ``claims``
-keep their names; the function ``energy.energy`` is re-exported here as
-``per_neuron_energy`` so that ``derivations.energy`` stays the module.
+One topic per submodule: ``energy`` (the energy and its collapse), ``minimizer``
+(closed form), ``uniqueness`` (the Hessian proof), ``leave_one_out``, ``backward``,
+``claims``, ``seed_code``, ``check`` (parsing) and ``decide`` (the z3 decision,
+built on ``terms``, ``translate``, ``evaluation`` and ``crosscheck``), ``display``
+(pretty-printing).
+The function ``energy.energy`` is re-exported here as ``per_neuron_energy`` so
+that ``derivations.energy`` stays the module.
 """
 
 from .backward import (
@@ -17,17 +21,12 @@ from .backward import (
     vjp_closed_form,
 )
 from .check import CheckResult, ClaimSyntaxError, check_claim, parse_rhs
-from .claims import SEED_CODE, Claim, all_claims, official_forward_numpy, run_seed_code
+from .claims import Claim, all_claims, official_forward_numpy
+from .display import pretty_str
 from .energy import (
-    ClosedForm,
-    HessianProof,
-    closed_form,
     collapsed_energy,
     energy_from_moments,
     full_energy_concrete,
-    hessian,
-    hessian_positive_definite,
-    pretty_str,
     stationarity_equations,
 )
 from .energy import energy as per_neuron_energy
@@ -40,6 +39,9 @@ from .leave_one_out import (
     loo_identities_concrete,
     paper_inv_energy_from_full_stats,
 )
+from .minimizer import ClosedForm, closed_form
+from .seed_code import SEED_CODE, run_seed_code
+from .uniqueness import HessianProof, hessian, hessian_positive_definite
 
 __all__ = [
     "SEED_CODE",

@@ -39,7 +39,9 @@ from typing import Any
 import sympy as sp
 
 from . import decide as dc
+from . import display as dp
 from . import energy as en
+from . import minimizer as mz
 
 __all__ = [
     "LHS_NAMES",
@@ -345,8 +347,8 @@ def derived_form(lhs: str, labels: Sequence[object] = (1, -1)) -> tuple[sp.Expr,
         raise ClaimSyntaxError(f"labels must be a pair (y_t, y_o), got {labels!r}")
     lt, lo = (sp.Rational(f.numerator, f.denominator) for f in map(parse_label, labels))
     if lt != lo:
-        return en.closed_form((lt, lo)).as_dict()[lhs], (lt, lo)
-    general = en.closed_form((en.y_t, en.y_o)).as_dict()
+        return mz.closed_form((lt, lo)).as_dict()[lhs], (lt, lo)
+    general = mz.closed_form((en.y_t, en.y_o)).as_dict()
     if lhs == "inv_e_t":
         raise ClaimSyntaxError("inv_e_t = 1/e_t* is undefined for equal labels (e_t* = 0 there)")
     expr = general[lhs].subs({en.y_t: lt, en.y_o: lo})
@@ -396,7 +398,7 @@ def decide_term(lhs: str, claimed: dc.Term, labels: Sequence[object] = (1, -1),
         verdict=verdict,
         lhs=lhs,
         claimed=text,
-        derived=en.pretty_str(derived),
+        derived=dp.pretty_str(derived),
         labels=(str(lab[0]), str(lab[1])),
         engine=engine,
         seconds=time.monotonic() - start,

@@ -9,19 +9,23 @@ running it. Nothing is hard-coded. ``verdict`` is ``"proved"``, ``"refuted"`` or
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import sympy as sp
 
+# the official code's NumPy transcription lives on the numeric side; re-exported here
+# under its historical name (``derivations.official_forward_numpy``)
+from simam_ref.official import official_forward as official_forward_numpy
+
 from . import decide as dc
+from . import display as dp
 from . import energy as en
 from . import leave_one_out as loo
+from . import minimizer as mz
+from . import uniqueness as uq
 from .check import decide_term, parse_rhs, parse_term
+from .seed_code import SEED_CODE, run_seed_code
 
 __all__ = [
     "SEED_CODE",
@@ -35,15 +39,6 @@ __all__ = [
 _TIMEOUT = 30.0  # seconds per solver call; the catalogue's claims take milliseconds
 _EXEC = "execution (compile + run)"
 
-SEED_CODE = (
-    "def forward(X,lambda):\n"
-    "\tn = X.shape[2] * X.shape[3] - 1\n"
-    "\td = (X - X.mean(dim=[2,3])).pow(2)\n"
-    "\tv = d.sum(dim=[2,3])/n\n"
-    "\tE_inv = d / (4 * (v + lambda)) +0.5\n"
-    "\treturn X * torch.sigmoid(E_inv)\n"
-)
-"""The seed post's PyTorch snippet, verbatim (tabs included)."""
 
 
 class Verdict(str):
@@ -124,7 +119,7 @@ def _z3_all(decisions: list[dc.Decision]) -> tuple[Verdict, str]:
 
 def _eq3_counterexample(w_claim: sp.Expr, b_claim: sp.Expr) -> dict[str, Any]:
     """Energy (brute force, seed eq 2) at the claimed and the derived (w, b)."""
-    cf = en.closed_form()
+    cf = mz.closed_form()
 
     def one(others: list[int], target: int, lam_v: sp.Rational) -> dict[str, Any]:
         m1 = sp.Rational(sum(others), len(others))
@@ -176,139 +171,6 @@ def _eq3_claim(source: str, rhs: str) -> Claim:
     )
 
 
-# --- seed code --------------------------------------------------------------------------
-class _ShimTensor:
-    """Minimal NumPy stand-in for the torch.Tensor API the seed snippet uses."""
-
-    def __init__(self, data: np.ndarray) -> None:
-        self.data = np.asarray(data, dtype=np.float64)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.data.shape
-
-    @staticmethod
-    def _raw(other: object) -> object:
-        return other.data if isinstance(other, _ShimTensor) else other
-
-    def mean(self, dim: list[int] | int, keepdim: bool = False) -> _ShimTensor:
-        axis = tuple(dim) if isinstance(dim, list | tuple) else dim
-        return _ShimTensor(self.data.mean(axis=axis, keepdims=keepdim))
-
-    def sum(self, dim: list[int] | int, keepdim: bool = False) -> _ShimTensor:
-        axis = tuple(dim) if isinstance(dim, list | tuple) else dim
-        return _ShimTensor(self.data.sum(axis=axis, keepdims=keepdim))
-
-    def pow(self, p: float) -> _ShimTensor:
-        return _ShimTensor(self.data**p)
-
-    def __add__(self, o: object) -> _ShimTensor:
-        return _ShimTensor(self.data + self._raw(o))
-
-    __radd__ = __add__
-
-    def __sub__(self, o: object) -> _ShimTensor:
-        return _ShimTensor(self.data - self._raw(o))
-
-    def __rsub__(self, o: object) -> _ShimTensor:
-        return _ShimTensor(self._raw(o) - self.data)
-
-    def __mul__(self, o: object) -> _ShimTensor:
-        return _ShimTensor(self.data * self._raw(o))
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, o: object) -> _ShimTensor:
-        return _ShimTensor(self.data / self._raw(o))
-
-    def __rtruediv__(self, o: object) -> _ShimTensor:
-        return _ShimTensor(self._raw(o) / self.data)
-
-
-def _shim_module() -> SimpleNamespace:
-    return SimpleNamespace(sigmoid=lambda x: _ShimTensor(1.0 / (1.0 + np.exp(-x.data))))
-
-
-def official_forward_numpy(x: np.ndarray, lam: float = 1e-4, dtype=np.float64) -> np.ndarray:
-    """The official module (``keepdim=True``) on ``(N, C, H, W)``, line by line.
-
-    ``dtype`` is the precision it runs in: float64 for a faithful reference, or the
-    input's own dtype to reproduce what a framework computes (overflow included).
-    """
-    dt = np.dtype(dtype).type
-    x = np.asarray(x, dtype=dt)
-    with np.errstate(all="ignore"):
-        n = dt(x.shape[2] * x.shape[3] - 1)
-        d = (x - x.mean(axis=(2, 3), keepdims=True, dtype=dt)) ** 2
-        v = d.sum(axis=(2, 3), keepdims=True, dtype=dt) / n
-        e_inv = d / (dt(4) * (v + dt(lam))) + dt(0.5)
-        return x * (dt(1) / (dt(1) + np.exp(-e_inv)))
-
-
-def _backend(backend: str) -> tuple[str, Any, Callable[[np.ndarray], Any], Callable]:
-    if backend not in ("auto", "torch", "numpy"):
-        raise ValueError("backend must be 'auto', 'torch' or 'numpy'")
-    if backend in ("auto", "torch"):
-        try:
-            import torch
-        except ImportError:
-            if backend == "torch":
-                raise
-        else:
-            return "torch", torch, torch.from_numpy, lambda r: r.detach().numpy()
-    return "numpy", _shim_module(), _ShimTensor, lambda r: r.data
-
-
-def run_seed_code(backend: str = "auto", lam: float = 1e-4) -> dict[str, Any]:
-    """Compile and run the seed snippet; report what breaks.
-
-    Steps: ``compile`` verbatim (``lambda`` is a keyword -> SyntaxError); rename
-    the parameter to ``lam`` and run on a (2,3,4,5) tensor (mean without
-    ``keepdim`` does not broadcast) and on (2,2,2,2) (broadcasts silently; compared
-    with the official ``keepdim=True`` formula). ``backend``: torch if importable
-    (``"auto"``), else a small NumPy shim.
-    """
-    report: dict[str, Any] = {}
-    try:
-        compile(SEED_CODE, "<seed>", "exec")
-        report["compiles"] = True
-    except SyntaxError as exc:
-        report["compiles"] = False
-        report["syntax_error"] = f"{exc.msg} (line {exc.lineno})"
-    renamed = re.sub(r"\blambda\b", "lam", SEED_CODE)
-    name, module, wrap, unwrap = _backend(backend)
-    report["backend"] = name
-    namespace: dict[str, Any] = {"torch": module}
-    exec(compile(renamed, "<seed-renamed>", "exec"), namespace)  # noqa: S102 - our own constant
-    forward = namespace["forward"]
-    rng = np.random.default_rng(0)
-    for key, shape in (("shape_2345", (2, 3, 4, 5)), ("shape_2222", (2, 2, 2, 2))):
-        x = rng.standard_normal(shape)
-        entry: dict[str, Any] = {"shape": list(shape)}
-        try:
-            out = unwrap(forward(wrap(x), lam))
-        except (RuntimeError, ValueError) as exc:
-            entry.update(runs=False, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
-        else:
-            ref = official_forward_numpy(x, lam)
-            same_shape = out.shape == ref.shape
-            diff = float(np.max(np.abs(out - ref))) if same_shape else float("inf")
-            entry.update(
-                runs=True,
-                max_abs_diff_vs_official=diff,
-                matches_official=bool(same_shape and diff < 1e-9),
-            )
-        report[key] = entry
-    report["runs_correctly"] = bool(
-        report["compiles"]
-        and all(
-            report[k]["runs"] and report[k]["matches_official"]
-            for k in ("shape_2345", "shape_2222")
-        )
-    )
-    return report
-
-
 # --- the catalogue ---------------------------------------------------------------------------
 def _collapse_claim() -> Claim:
     avg = en.energy_from_moments().subs({en.m1: en.mu, en.m2: en.sigma**2 + en.mu**2})
@@ -327,7 +189,7 @@ def _collapse_claim() -> Claim:
 
 
 def _general_label_claims() -> list[Claim]:
-    cf = en.closed_form((en.y_t, en.y_o))
+    cf = mz.closed_form((en.y_t, en.y_o))
     yt, yo, t, mu, sigma, lam = en.y_t, en.y_o, en.t, en.mu, en.sigma, en.lam
     den = (t - mu) ** 2 + 2 * sigma**2 + 2 * lam
     forms = [
@@ -360,7 +222,7 @@ def _general_label_claims() -> list[Claim]:
                 f"general labels ({lhs})",
                 statement,
                 Verdict(res.verdict),
-                f"{lhs} = {en.pretty_str(derived)}",
+                f"{lhs} = {dp.pretty_str(derived)}",
                 _solver_point(res),
                 "solved with symbolic labels y_t, y_o (y_t != y_o)",
                 engine=res.engine,
@@ -380,11 +242,11 @@ def _solver_point(res: dc.Decision) -> dict[str, Any] | None:
 
 
 def _uniqueness_claim() -> Claim:
-    proof = en.hessian_positive_definite((en.y_t, en.y_o))
+    proof = uq.hessian_positive_definite((en.y_t, en.y_o))
     certs = "; ".join(
         f"minor {k + 1} = {sp.sstr(c, order='none')}" for k, c in enumerate(proof.certificates)
     )
-    h = en.hessian((en.y_t, en.y_o))
+    h = uq.hessian((en.y_t, en.y_o))
     minors = [h[:k, :k].det() for k in range(1, h.rows + 1)]
     decisions = [dc.decide_positive(m, dc.CLAIM_DOMAIN, timeout=_TIMEOUT) for m in minors]
     verdict, engine = _z3_all(decisions)
@@ -419,8 +281,8 @@ def _loo_str(expr: sp.Expr) -> str:
 def _loo_claims() -> list[Claim]:
     ids = loo.loo_identities() + loo.loo_identities_concrete(4, 0)
     # M is a channel size; deciding over real M > 0 covers every integer M >= 2
-    loo_domain = {"M": "pos", "s1": "real", "s2": "nonneg", "t": "real", "mu": "real",
-                  "S2": "nonneg", "lam": "pos"}
+    loo_domain = {"M": "pos", "s1_others": "real", "s2_others": "nonneg", "t": "real",
+                  "mu": "real", "S2": "nonneg", "lam": "pos"}
     decisions = [dc.decide_exprs(i.lhs, i.rhs, loo_domain, timeout=_TIMEOUT) for i in ids]
     verdict, engine = _z3_all(decisions)
     if verdict == "proved" and not (all(i.holds for i in ids) and loo.exact_matches_closed_form()):
@@ -433,7 +295,7 @@ def _loo_claims() -> list[Claim]:
         verdict,
         f"exact 1/e_t* = {_loo_str(loo.exact_inv_energy_from_full_stats())}",
         None,
-        "proved with moment sums s1, s2 of the others and on x0..x3 by expansion",
+        "proved with moment sums s1_others, s2_others of the others and on x0..x3 by expansion",
         engine=f"{engine} + SymPy cancel (agrees)",
     )
     paper = loo.paper_inv_energy_from_full_stats()
@@ -508,7 +370,7 @@ def all_claims() -> list[Claim]:
         _eq3_claim("paper", "-2*(t-mu)/((t-mu)**2 + 2*sigma**2 + 2*lam)"),
         _eq3_claim("seed", "-2*(t-mu)/((t-mu)**2 + 2*sigma**2 + 2*lam)"),
     ]
-    w = sp.sstr(en.closed_form().w_t)
+    w = sp.sstr(mz.closed_form().w_t)
     claims += [
         _from_check(
             "paper",

@@ -9,7 +9,7 @@ This module proves the O(1) conversion identities
 * ``t - mu_t = M (t - mu)/(M-1)``
 * ``sum_{i != t} (x_i - mu_t)**2 = S2 - M (t - mu)**2/(M-1)``
 
-symbolically (moment symbols ``s1, s2`` for the others) and on a concrete
+symbolically (moment sums ``s1_others, s2_others`` of the others) and on a concrete
 channel of explicit symbols, and builds both ``1/e_t*`` formulas.
 """
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import energy as en
+from . import minimizer as mz
 
 __all__ = [
     "M",
@@ -34,8 +35,8 @@ __all__ = [
     "loo_identities_concrete",
     "mu_full",
     "paper_inv_energy_from_full_stats",
-    "s1",
-    "s2",
+    "s1_others",
+    "s2_others",
     "t",
 ]
 
@@ -45,9 +46,9 @@ mu_full = sp.Symbol("mu", real=True)
 """Full-channel mean (all M neurons, target included)."""
 S2 = sp.Symbol("S2", nonnegative=True)
 """Full-channel sum of squared deviations ``sum_all (x - mu)**2``."""
-s1 = sp.Symbol("s1", real=True)
+s1_others = sp.Symbol("s1_others", real=True)
 """Sum of the M-1 other neurons."""
-s2 = sp.Symbol("s2", nonnegative=True)
+s2_others = sp.Symbol("s2_others", nonnegative=True)
 """Sum of squares of the M-1 other neurons."""
 t = en.t
 lam = en.lam
@@ -75,11 +76,11 @@ def _full_from_others(s1_: sp.Expr, s2_: sp.Expr, t_: sp.Expr, m: sp.Expr) -> tu
 
 
 def loo_identities() -> list[Identity]:
-    """The three identities for general ``M``, in moment symbols ``s1, s2`` of the others."""
+    """The three identities for general ``M``, in the others' sums ``s1_others, s2_others``."""
     n = M - 1
-    mu_, s2_full = _full_from_others(s1, s2, t, M)
-    mu_t = s1 / n
-    loo_ss = s2 - s1**2 / n  # sum_{i != t} (x_i - mu_t)^2 = s2 - n mu_t^2
+    mu_, s2_full = _full_from_others(s1_others, s2_others, t, M)
+    mu_t = s1_others / n
+    loo_ss = s2_others - s1_others**2 / n  # sum_{i!=t} (x_i - mu_t)^2
     return [
         _identity("mu_t = (M mu - t)/(M-1)", mu_t, (M * mu_ - t) / n),
         _identity("t - mu_t = M (t - mu)/(M-1)", t - mu_t, M * (t - mu_) / n),
@@ -136,13 +137,13 @@ def exact_matches_closed_form() -> bool:
     """Check ``exact_inv_energy_from_full_stats`` equals the closed form's ``1/e_min``.
 
     The closed form is written in the others' ``mu_t, sigma_t``; both sides are
-    expressed with the others' sums ``s1, s2`` and compared with ``cancel``.
+    expressed with the others' sums ``s1_others, s2_others`` and compared with ``cancel``.
     """
     n = M - 1
-    mu_, s2_full = _full_from_others(s1, s2, t, M)
-    mu_t = s1 / n
-    var_t = (s2 - s1**2 / n) / n
-    cf = en.closed_form().inv_e_min
+    mu_, s2_full = _full_from_others(s1_others, s2_others, t, M)
+    mu_t = s1_others / n
+    var_t = (s2_others - s1_others**2 / n) / n
+    cf = mz.closed_form().inv_e_min
     sig = sp.Symbol("sig2", nonnegative=True)  # stands for sigma_t**2
     via_cf = cf.subs(en.sigma**2, sig).subs({en.mu: mu_t, sig: var_t})
     via_full = exact_inv_energy_from_full_stats().subs({mu_full: mu_, S2: s2_full})
@@ -169,7 +170,7 @@ def inv_energies_on_channel(
     mu_t = sp.Add(*others) / (m - 1)
     var_t = sp.Add(*[(x - mu_t) ** 2 for x in others]) / (m - 1)
     stats = {mu_full: mu_v, S2: s2_v, M: m, t: tt, lam: lam_v}
-    direct = en.closed_form().inv_e_min.subs(
+    direct = mz.closed_form().inv_e_min.subs(
         {en.t: tt, en.mu: mu_t, en.sigma: sp.sqrt(var_t), en.lam: lam_v}
     )
     return {

@@ -17,14 +17,27 @@ import threading
 from collections.abc import Sequence
 from decimal import Decimal
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-__all__ = ["BACKENDS", "METHODS", "available_backends", "simam", "simam_backward"]
+__all__ = [
+    "BACKENDS",
+    "METHODS",
+    "Backend",
+    "Method",
+    "available_backends",
+    "simam",
+    "simam_backward",
+]
 
-METHODS = ("paper", "exact")
-BACKENDS = ("auto", "numpy", "cpu", "cuda")
+Method = Literal["paper", "exact"]
+"""``"paper"``: the official formula; ``"exact"``: the true minimiser of eq 2."""
+Backend = Literal["auto", "numpy", "cpu", "cuda"]
+"""Where to compute; ``"auto"`` picks the CUDA kernel for device arrays, else the CPU one."""
+# the runtime checks read the same tuples, so the types and the validation agree
+METHODS: tuple[str, ...] = get_args(Method)
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 Axes = int | Sequence[int] | None
 
@@ -342,10 +355,10 @@ def simam(
     x: Any,
     lam: float = 1e-4,
     *,
-    method: str = "paper",
+    method: Method = "paper",
     axes: Axes = None,
     out: Any = None,
-    backend: str = "auto",
+    backend: Backend = "auto",
     stream: Any = None,
 ) -> Any:
     """SimAM forward: ``y = x * sigmoid(1 / e_t*)`` for every neuron.
@@ -408,10 +421,10 @@ def simam_backward(
     grad_out: Any,
     lam: float = 1e-4,
     *,
-    method: str = "paper",
+    method: Method = "paper",
     axes: Axes = None,
     out: Any = None,
-    backend: str = "auto",
+    backend: Backend = "auto",
     stream: Any = None,
 ) -> Any:
     """Vector-Jacobian product of :func:`simam`: ``grad_x = J(x)^T grad_out``.

@@ -39,7 +39,8 @@ def leave_one_out_stats(channel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _lambdified(labels: Labels):
     import sympy as sp
 
-    from derivations.energy import closed_form, lam, mu, sigma, t
+    from derivations.energy import lam, mu, sigma, t
+    from derivations.minimizer import closed_form
 
     args = (t, mu, sigma, lam)
     cf = closed_form(tuple(sp.nsimplify(v) for v in labels))

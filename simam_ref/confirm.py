@@ -13,9 +13,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import linalg, optimize
 
-from derivations.claims import official_forward_numpy as official_forward
-
 from .closed_form import closed_form_weights, energy, energy_gradient, minimum_energy
+from .official import official_forward
 from .reference import backward_2d, forward_2d
 
 __all__ = [

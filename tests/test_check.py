@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from derivations import decide as dc
 from derivations import energy as en
+from derivations import minimizer as mz
 from derivations.check import (
     LIMITS,
     CheckResult,
@@ -446,7 +447,7 @@ def test_missing_z3_is_a_clear_error(monkeypatch):
 
 @pytest.mark.parametrize("labels", [(1, -1), (en.y_t, en.y_o), ("1/3", "-2/7"), (0, 5)])
 def test_closed_form_is_the_solution_of_the_linear_system(labels):
-    cf = en.closed_form(labels)
+    cf = mz.closed_form(labels)
     lt, lo = en._labels(labels)
     (sol,) = sp.solve(en.stationarity_equations((lt, lo)), [en.W, en.B], dict=True)
     assert sp.cancel(cf.w_t - sol[en.W]) == 0

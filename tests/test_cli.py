@@ -144,9 +144,10 @@ def warm_closed_forms():
     import z3  # noqa: F401 - imported once in the parent, as after any in-process check
 
     from derivations import energy as en
+    from derivations import minimizer as mz
 
     for labels in [(1, -1), (-1, 1), (2, 0), (en.y_t, en.y_o)]:
-        en.closed_form(labels)
+        mz.closed_form(labels)
 
 
 @settings(max_examples=12, deadline=None,

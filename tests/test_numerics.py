@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simam_ref import simam, simam_backward
-from simam_ref.confirm import official_forward
+from simam_ref.official import official_forward
 
 BACKENDS = ["numpy", "cpu", "cuda"]
 RTOL = {np.float16: 2e-3, np.float32: 2e-6, np.float64: 1e-11}
