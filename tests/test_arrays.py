@@ -15,6 +15,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from test_validation import errors_on_all_backends
 
 from simam_ref import reference, simam, simam_backward
 from simam_ref.kernels import cpu, cuda
@@ -217,15 +218,6 @@ def _masked(a):
     return np.ma.masked_array(a, mask=a > 1.0)
 
 
-def _same_error(call, match):
-    messages = set()
-    for backend in BACKENDS:
-        with pytest.raises(TypeError, match=match) as info:
-            call(backend)
-        messages.add(str(info.value))
-    assert len(messages) == 1, messages
-
-
 @pytest.mark.parametrize("name", ["x", "grad_out", "out"])
 def test_masked_arrays_refused(name):
     x = _x()
@@ -234,9 +226,14 @@ def test_masked_arrays_refused(name):
     match = (rf"{name} is a numpy\.ma\.MaskedArray, whose mask SimAM would ignore; pass "
              rf"{name}\.filled\(value\) .* or {name}\.data")
     if name != "grad_out":
-        _same_error(lambda b: simam(args["x"], out=args["out"], backend=b), match)
-    _same_error(lambda b: simam_backward(args["x"], args["grad_out"], out=args["out"],
-                                         backend=b), match)
+        errors_on_all_backends(
+            TypeError, match, lambda b: simam(args["x"], out=args["out"], backend=b)
+        )
+    errors_on_all_backends(
+        TypeError,
+        match,
+        lambda b: simam_backward(args["x"], args["grad_out"], out=args["out"], backend=b),
+    )
 
 
 def test_masked_array_ways_out_work():
