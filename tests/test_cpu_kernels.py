@@ -593,3 +593,78 @@ def test_float32_backward_nan_grad_stays_in_its_channel(alias):
     mask = np.ones((2, 3), bool)
     mask[0, 1] = False
     np.testing.assert_array_equal(res[mask], clean[mask])
+
+
+# ------------------------------------- small float32 rows: grouped forward, kept backward
+def mixed_rows(nc: int, m: int, seed: int) -> np.ndarray:
+    """float32 ``(nc, m)`` rows, a few of them far outside the all-float32 fast range."""
+    x = sample((nc, m), np.float32, seed=seed)
+    x[3] = x[3] * np.float32(1e31)  # |mu|, S2 beyond the fast range: float64 row code
+    x[nc - 2] = np.float32(7.0)  # constant row
+    return x
+
+
+def reference_rows(x: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
+    x64 = x.astype(np.float64)
+    out = np.empty_like(x64)
+    if g is None:
+        reference.forward_2d(x64, LAM, False, out)
+    else:
+        reference.backward_2d(x64, g.astype(np.float64), LAM, False, out)
+    return out
+
+
+@pytest.mark.parametrize("m", [2, 49, 128])
+def test_grouped_forward_matches_reference_and_is_per_row(m, monkeypatch, threads):
+    assert m <= cpu.FLAT_MAX_M
+    calls = []
+    grouped = cpu._forward_flat_f32
+    monkeypatch.setattr(cpu, "_forward_flat_f32", lambda *a: calls.append(1) or grouped(*a))
+    nc = 2 * (cpu.FLAT_ELEMS // m) + 5  # a partial last group
+    x = mixed_rows(nc, m, seed=41)
+    out = np.empty_like(x)
+    cpu.forward_2d(x, LAM, False, out)
+    assert calls
+    assert rel_err(out, reference_rows(x)) <= 2e-6
+    # every row's bits are its own: alone, in other groupings, in place, any thread count
+    for r in (0, 3, nc - 1):
+        alone = np.empty_like(x[r:r + 1])
+        cpu.forward_2d(x[r:r + 1], LAM, False, alone)
+        assert alone.tobytes() == out[r:r + 1].tobytes()
+    monkeypatch.setattr(cpu, "FLAT_ELEMS", 3 * m)
+    other = np.empty_like(x)
+    cpu.forward_2d(x, LAM, False, other)
+    assert other.tobytes() == out.tobytes()
+    inplace = x.copy()
+    cpu.forward_2d(inplace, LAM, False, inplace)
+    assert inplace.tobytes() == out.tobytes()
+    numba.set_num_threads(1)
+    one = np.empty_like(x)
+    cpu.forward_2d(x, LAM, False, one)
+    assert one.tobytes() == out.tobytes()
+
+
+@pytest.mark.parametrize("m", [2, 49, 196, 1024, 1025])
+def test_kept_backward_matches_reference_and_aliases(m, threads):
+    nc = 70  # more than one chunk of rows
+    x = mixed_rows(nc, m, seed=43)
+    g = sample((nc, m), np.float32, seed=44, loc=0.0)
+    g[5] = g[5] * np.float32(1e30)  # float32 sums overflow: float64 fallback row
+    out = np.empty_like(x)
+    cpu.backward_2d(x, g, LAM, False, out)
+    ref = reference_rows(x, g)
+    # relative to each row's largest gradient (the VJP cancels within a row)
+    scale = np.max(np.abs(ref), axis=1, keepdims=True)
+    assert np.all(np.abs(out.astype(np.float64) - ref) <= 2e-6 * scale)
+    for target in ("x", "g"):
+        x1, g1 = x.copy(), g.copy()
+        o1 = x1 if target == "x" else g1
+        cpu.backward_2d(x1, g1, LAM, False, o1)
+        assert o1.tobytes() == out.tobytes()
+    alone = np.empty_like(x[7:8])
+    cpu.backward_2d(x[7:8], g[7:8], LAM, False, alone)
+    assert alone.tobytes() == out[7:8].tobytes()
+    numba.set_num_threads(1)
+    one = np.empty_like(x)
+    cpu.backward_2d(x, g, LAM, False, one)
+    assert one.tobytes() == out.tobytes()

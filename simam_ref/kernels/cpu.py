@@ -23,7 +23,11 @@ Structure
 
 * **float32 backward** (channel path): per-neuron terms of the paper method in
   float32 SIMD with float64 channel sums (:func:`_bw_fast_f32`), float64 for channels
-  near float32's range limits and for ``method="exact"``.
+  near float32's range limits and for ``method="exact"``; rows of at most
+  :data:`KEEP_MAX_M` neurons keep each neuron's ``go g + q alpha`` from the sums
+  pass in a scratch row, so ``exp`` runs once per neuron.
+* **Grouped float32 forward** (paper, rows of at most :data:`FLAT_MAX_M` neurons):
+  :func:`_forward_flat_f32` runs one vector loop over a group of whole rows.
 * **Channels-last** (:func:`forward_nlc`, :func:`backward_nlc`, float32): the
   ``(batch, M, channels)`` memory of an ``(N, H, W, C)`` array as it is, one SIMD
   lane per channel.
@@ -52,6 +56,9 @@ __all__ = [
     "BLOCK",
     "SPLIT_MAX_CHANNELS",
     "SPLIT_MIN_M",
+    "FLAT_ELEMS",
+    "FLAT_MAX_M",
+    "KEEP_MAX_M",
     "NLC_TILE",
     "backward_2d",
     "backward_nlc",
@@ -590,6 +597,74 @@ def _forward_channels_f32(x2, lam, exact, out2, inplace):
         _fwd_block_f32(x2[c], out2[c], mu, s2, m / n, 4.0 / n, four_lam, exact, inplace)
 
 
+#: float32 rows of at most this many neurons run the paper forward in groups of
+#: whole rows (:func:`_forward_flat_f32`): one vector loop over the group instead
+#: of one per row, so a 49-neuron row has no scalar tail and the rows' statistics,
+#: square roots and divisions overlap.  A constant (the path depends on the shape).
+FLAT_MAX_M = 128
+#: Neurons per group of :func:`_forward_flat_f32` (its scratch stays in L1).
+FLAT_ELEMS = 1024
+
+
+@njit(fastmath=_ELEM, **_NB)
+def _paper_flat_f32(xf, of, pm, pl, pk, inplace):
+    """:func:`_paper_fast_f32` of every element with per-element ``mu_hi``, ``mu_lo``
+    and ``kk`` (``pm``, ``pl``, ``pk``)."""
+    if inplace:
+        wf = _writable_alias(xf, of)
+        for j in range(wf.shape[0]):
+            wf[j] = _paper_fast_f32(wf[j], pm[j], pl[j], pk[j])
+    else:
+        for j in range(xf.shape[0]):
+            of[j] = _paper_fast_f32(xf[j], pm[j], pl[j], pk[j])
+
+
+@njit(parallel=True, **_NB)
+def _forward_flat_f32(x2, x1, lam, out2, o1, inplace, group):
+    """Paper forward of float32 rows in groups of ``group`` rows (``x1``, ``o1``: the
+    flat views of ``x2``, ``out2``).  Each row's ``mu_hi``, ``mu_lo``, ``kk`` are those
+    of :func:`_fwd_block_f32`, broadcast over its neurons in scratch rows; a run of
+    consecutive fast rows is one loop of :func:`_paper_flat_f32` (the same element
+    function, so the same bits); other rows run :func:`_fwd_block_f32`."""
+    nc, m = x2.shape
+    n = m - 1.0
+    four_n = 4.0 / n
+    four_lam = 4.0 * max(lam, LAM_FLOOR)
+    nw = (nc + group - 1) // group
+    for w in prange(nw):
+        pm = np.empty(group * m, dtype=np.float32)
+        pl = np.empty(group * m, dtype=np.float32)
+        pk = np.empty(group * m, dtype=np.float32)
+        c0 = w * group
+        c1 = min(nc, c0 + group)
+        start = c0
+        for c in range(c0, c1 + 1):
+            fast = False
+            if c < c1:
+                mu, s2 = _row_stats_f32(x2, c, m)
+                den = four_n * s2 + four_lam
+                fast = (abs(mu) < _FAST_LIM and s2 < _FAST_LIM * _FAST_LIM
+                        and 2.0**-120 < den < 2.0**120)
+                if fast:
+                    mu_hi = np.float32(mu)
+                    mu_lo = np.float32(mu - np.float64(mu_hi))
+                    kk = _ONE32 / np.sqrt(np.float32(den))
+                    j = (c - c0) * m
+                    pm[j:j + m] = mu_hi
+                    pl[j:j + m] = mu_lo
+                    pk[j:j + m] = kk
+            if not fast:
+                if start < c:
+                    a = (start - c0) * m
+                    b = (c - c0) * m
+                    _paper_flat_f32(x1[start * m:c * m], o1[start * m:c * m], pm[a:b], pl[a:b],
+                                    pk[a:b], inplace)
+                if c < c1:
+                    _fwd_block_f32(x2[c], out2[c], mu, s2, m / n, four_n, four_lam, False,
+                                   inplace)
+                start = c + 1
+
+
 @njit(parallel=True, **_NB)
 def _split_stats(x2, block):
     """Per-channel ``(s, mu, S2)`` with every pass parallel over (channel, block)."""
@@ -828,38 +903,99 @@ def _bw_sums_ok(p1, p2, sg, m):
     return math.isfinite(p1) and math.isfinite(p2) and (gm == 0.0 or 2.0**-60 < gm < 2.0**60)
 
 
-@njit(parallel=True, **_NB)
-def _backward_channels_f32(x2, g2, lam, exact, out2, alias):
-    """Channel path of the float32 backward: one-pass statistics
-    (:func:`_row_stats_f32`); the paper method runs :func:`_bw_fast_f32` where
-    :func:`_bw_fast_ok` and :func:`_bw_sums_ok` allow, else (and for exact) the
-    float64 element code of :func:`_bw_elem`."""
-    nc, m = x2.shape
+#: float32 channels of at most this many neurons run the paper backward's element
+#: math once: the sums pass keeps ``go g + q alpha`` of every neuron in a per-chunk
+#: scratch row (L1-resident) and the output pass only adds the channel terms.  A
+#: constant, so the path depends on the shape alone.
+KEEP_MAX_M = 1024
+
+
+@njit(fastmath=_RED, **_NB)
+def _bw_sums_keep_f32(xb, gb, sb, mu_hi, mu_lo, kk, a2, b8):
+    """As :func:`_bw_sums_fast_f32`, also storing ``go g + q alpha`` of neuron ``i``
+    into ``sb[i]``."""
+    p1 = 0.0
+    p2 = 0.0
+    sg = 0.0
+    for i in range(xb.shape[0]):
+        gv = gb[i]
+        gg, qa, qb, _ = _bw_fast_f32(xb[i], gv, mu_hi, mu_lo, kk, a2, b8)
+        sb[i] = gg + qa
+        p1 += np.float64(qa)
+        p2 += np.float64(qb)
+        sg += np.float64(abs(gv))
+    return p1, p2, sg
+
+
+@njit(fastmath=_ELEM, **_NB)
+def _bw_out_keep_f32(xb, sb, ob, mu_hi, mu_lo, p1m, p2, alias):
+    """Output of one row from the kept ``go g + q alpha`` in ``sb``; ``grad_out`` is
+    not read again, so ``alias`` 2 writes ``ob`` as a separate array."""
+    if alias == 1:
+        wx = _writable_alias(xb, ob)
+        for i in range(xb.shape[0]):
+            wx[i] = sb[i] - p1m - ((wx[i] - mu_hi) - mu_lo) * p2
+    else:
+        for i in range(xb.shape[0]):
+            ob[i] = sb[i] - p1m - ((xb[i] - mu_hi) - mu_lo) * p2
+
+
+@njit(**_NB)
+def _bw_row_f32(x2, g2, out2, c, lam_s, exact, alias, sb):
+    """Backward of float32 row ``c``; an empty ``sb`` evaluates the element math in
+    both passes, else ``sb`` (one row long) keeps it from the sums pass."""
+    m = x2.shape[1]
     n = m - 1.0
-    lam_s = max(lam, LAM_FLOOR)
-    for c in prange(nc):
-        xr = x2[c]
-        gr = g2[c]
-        orow = out2[c]
-        mu, s2 = _row_stats_f32(x2, c, m)
-        den = 4.0 * (s2 / n + lam_s)
-        done = False
-        if not exact and _bw_fast_ok(mu, s2, den):
-            mu_hi = np.float32(mu)
-            mu_lo = np.float32(mu - np.float64(mu_hi))
-            kk = 1.0 / math.sqrt(den)
-            kk32 = np.float32(kk)
-            a2 = np.float32(2.0 * kk)
-            b8 = np.float32(8.0 * kk * kk / n)
+    xr = x2[c]
+    gr = g2[c]
+    orow = out2[c]
+    mu, s2 = _row_stats_f32(x2, c, m)
+    den = 4.0 * (s2 / n + lam_s)
+    if not exact and _bw_fast_ok(mu, s2, den):
+        mu_hi = np.float32(mu)
+        mu_lo = np.float32(mu - np.float64(mu_hi))
+        kk = 1.0 / math.sqrt(den)
+        kk32 = np.float32(kk)
+        a2 = np.float32(2.0 * kk)
+        b8 = np.float32(8.0 * kk * kk / n)
+        if sb.shape[0] > 0:
+            p1, p2, sg = _bw_sums_keep_f32(xr, gr, sb, mu_hi, mu_lo, kk32, a2, b8)
+            if _bw_sums_ok(p1, p2, sg, m):
+                _bw_out_keep_f32(xr, sb, orow, mu_hi, mu_lo, np.float32(p1 / m),
+                                 np.float32(p2), alias)
+                return
+        else:
             p1, p2, sg = _bw_sums_fast_f32(xr, gr, mu_hi, mu_lo, kk32, a2, b8)
             if _bw_sums_ok(p1, p2, sg, m):
                 _bw_out_fast_f32(xr, gr, orow, mu_hi, mu_lo, kk32, a2, b8, np.float32(p1 / m),
                                  np.float32(p2), alias)
-                done = True
-        if not done:
-            k = _bw_k(s2, lam_s, n, exact)
-            p1, p2 = _bw_sums(xr, gr, 1.0, mu, k, lam_s, n, exact)
-            _bw_out(xr, gr, orow, 1.0, mu, k, lam_s, n, exact, p1 / m, p2, alias)
+                return
+    k = _bw_k(s2, lam_s, n, exact)
+    p1, p2 = _bw_sums(xr, gr, 1.0, mu, k, lam_s, n, exact)
+    _bw_out(xr, gr, orow, 1.0, mu, k, lam_s, n, exact, p1 / m, p2, alias)
+
+
+@njit(parallel=True, **_NB)
+def _backward_channels_f32(x2, g2, lam, exact, out2, alias, chunk):
+    """Channel path of the float32 backward: one-pass statistics
+    (:func:`_row_stats_f32`); the paper method runs :func:`_bw_fast_f32` where
+    :func:`_bw_fast_ok` and :func:`_bw_sums_ok` allow, else (and for exact) the
+    float64 element code of :func:`_bw_elem`.  ``prange`` over chunks of ``chunk``
+    channels (scheduling only: every channel's bits are its own), each with one
+    scratch row for the rows of at most :data:`KEEP_MAX_M` neurons."""
+    nc, m = x2.shape
+    lam_s = max(lam, LAM_FLOOR)
+    keep = m if (m <= KEEP_MAX_M and not exact) else 0
+    nw = (nc + chunk - 1) // chunk
+    for w in prange(nw):
+        sb = np.empty(keep, dtype=np.float32)
+        for c in range(w * chunk, min(nc, (w + 1) * chunk)):
+            _bw_row_f32(x2, g2, out2, c, lam_s, exact, alias, sb)
+
+
+def _chunk(nc: int) -> int:
+    """Channels per work item of the chunked channel loops (the shape alone)."""
+    return max(1, min(32, nc // 64))
 
 
 @njit(parallel=True, **_NB)
@@ -1223,6 +1359,9 @@ def forward_2d(x2: np.ndarray, lam: float, exact: bool, out2: np.ndarray) -> Non
     inplace = _same(x2, out2)
     if use_split(*x2.shape):
         _forward_split(x2, float(lam), bool(exact), out2, int(BLOCK), inplace)
+    elif x2.dtype == np.float32 and not exact and x2.shape[1] <= FLAT_MAX_M:
+        _forward_flat_f32(x2, x2.reshape(-1), float(lam), out2, out2.reshape(-1), inplace,
+                          max(1, FLAT_ELEMS // x2.shape[1]))
     elif x2.dtype == np.float32:
         _forward_channels_f32(x2, float(lam), bool(exact), out2, inplace)
     else:
@@ -1242,7 +1381,8 @@ def backward_2d(
     if use_split(*x2.shape):
         _backward_split(x2, g2, float(lam), bool(exact), out2, int(BLOCK), alias)
     elif x2.dtype == np.float32:
-        _backward_channels_f32(x2, g2, float(lam), bool(exact), out2, alias)
+        _backward_channels_f32(x2, g2, float(lam), bool(exact), out2, alias,
+                               _chunk(x2.shape[0]))
     else:
         _backward_channels(x2, g2, float(lam), bool(exact), out2, int(BLOCK), alias)
 
