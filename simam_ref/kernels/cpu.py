@@ -1328,16 +1328,23 @@ def use_split(channels: int, m: int) -> bool:
     return m >= SPLIT_MIN_M and channels < SPLIT_MAX_CHANNELS
 
 
-def _check(*arrays: np.ndarray) -> None:
-    """Validate kernel arrays (inputs first, the output last)."""
+def _check(*arrays: np.ndarray, layout: str = "(channels, M)") -> None:
+    """Validate kernel arrays (inputs first, the output last).
+
+    ``layout`` is ``"(channels, M)"`` (float32 or float64, 2-D) or
+    ``"(batch, M, channels)"`` (the channels-last kernels: float32 only, 3-D).
+    """
     first = arrays[0]
-    if first.dtype not in (np.float32, np.float64):
-        raise TypeError(f"cpu kernels need float32 or float64 arrays, got {first.dtype}")
+    rows = layout == "(channels, M)"
+    ndim, dtypes = (2, (np.float32, np.float64)) if rows else (3, (np.float32,))
+    if first.dtype not in dtypes:
+        names = " or ".join(np.dtype(d).name for d in dtypes)
+        raise TypeError(f"cpu kernels on {layout} arrays need {names}, got {first.dtype}")
     for a in arrays:
-        if a.ndim != 2 or a.shape != first.shape or a.dtype != first.dtype:
-            raise ValueError("all arrays must share one 2-D (channels, M) shape and dtype")
+        if a.ndim != ndim or a.shape != first.shape or a.dtype != first.dtype:
+            raise ValueError(f"all arrays must share one {ndim}-D {layout} shape and dtype")
         if not a.flags.c_contiguous:
-            raise ValueError("cpu kernels need C-contiguous (channels, M) arrays")
+            raise ValueError(f"cpu kernels need C-contiguous {layout} arrays")
     if not arrays[-1].flags.writeable:
         raise ValueError("the output array is read-only")
     if first.shape[1] < 2:
@@ -1387,22 +1394,6 @@ def backward_2d(
         _backward_channels(x2, g2, float(lam), bool(exact), out2, int(BLOCK), alias)
 
 
-def _check_nlc(*arrays: np.ndarray) -> None:
-    """Validate channels-last kernel arrays (inputs first, the output last)."""
-    first = arrays[0]
-    if first.dtype != np.float32:
-        raise TypeError(f"channels-last cpu kernels need float32 arrays, got {first.dtype}")
-    for a in arrays:
-        if a.ndim != 3 or a.shape != first.shape or a.dtype != first.dtype:
-            raise ValueError("all arrays must share one 3-D (batch, M, channels) shape and dtype")
-        if not a.flags.c_contiguous:
-            raise ValueError("cpu kernels need C-contiguous (batch, M, channels) arrays")
-    if not arrays[-1].flags.writeable:
-        raise ValueError("the output array is read-only")
-    if first.shape[1] < 2:
-        raise ValueError(f"each channel needs at least 2 neurons, got M = {first.shape[1]}")
-
-
 def forward_nlc(x3: np.ndarray, lam: float, exact: bool, out3: np.ndarray) -> None:
     """SimAM forward of channels-last float32 data into ``out3``.
 
@@ -1410,7 +1401,7 @@ def forward_nlc(x3: np.ndarray, lam: float, exact: bool, out3: np.ndarray) -> No
     ``out3`` are C-contiguous ``(batch, M, channels)`` float32 (an ``(N, H, W, C)``
     array viewed with ``M = H W``); ``out3`` may be ``x3`` itself.
     """
-    _check_nlc(x3, out3)
+    _check(x3, out3, layout="(batch, M, channels)")
     _forward_nlc_f32(x3, float(lam), bool(exact), out3, int(NLC_TILE), _same(x3, out3))
 
 
@@ -1419,6 +1410,6 @@ def backward_nlc(
 ) -> None:
     """Vector-Jacobian product of :func:`forward_nlc` (layout as there); ``out3`` may be
     ``x3`` or ``g3`` itself."""
-    _check_nlc(x3, g3, out3)
+    _check(x3, g3, out3, layout="(batch, M, channels)")
     alias = 1 if _same(out3, x3) else 2 if _same(out3, g3) else 0
     _backward_nlc_f32(x3, g3, float(lam), bool(exact), out3, int(NLC_TILE), alias)
