@@ -13,7 +13,10 @@ Usage::
     python benchmarks/cuda_registers.py [--cc 9.0] [--layout C A] [--regs 0 2 4] [--json OUT]
 
 ``local``: ``ld.local``/``st.local`` in the PTX (0: the register kernels' arrays live in
-registers); ``spill``: ptxas spill stores.
+registers); ``spill``: ptxas spill stores.  ``before``: commit e04659e (one kernel per
+precision, runtime flags); ``prev``: the kernels with a grid-stride loop over channel
+batches (before they became one batch per block), same variant.  A summary of the
+largest count per kernel and precision ends the output.
 
 Occupancy column: resident warps per SM at 256 threads per block on sm_90
 (65536 registers per SM, 64 warps at most), from the register count alone.
@@ -44,6 +47,23 @@ BEFORE = {
     ("forward", "float16"): 70, ("forward", "float32"): 70, ("forward", "float64"): 69,
     ("backward", "float16"): 94, ("backward", "float32"): 96, ("backward", "float64"): 94,
 }
+#: ptxas -v of the kernels with a grid-stride loop (one kernel per variant, warp
+#: shuffles), sm_90, CUDA 13.0: a line per kernel, method and dtype, the counts in the
+#: order of :data:`_PREV_ORDER`.
+_PREV_FILE = Path(__file__).with_name("cuda_registers_prev.txt")
+_PREV_ORDER = (("C", 0), ("A", 0), ("A4", 0), ("C", 1), ("C", 2), ("C", 4))
+
+
+def previous_counts() -> dict[tuple[str, str, str, str, int], int]:
+    """:data:`_PREV_FILE` keyed by ``(kernel, method, dtype, layout, k)``."""
+    out = {}
+    for line in _PREV_FILE.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        kind, method, dtype, *regs = line.split()
+        for (layout, k), n in zip(_PREV_ORDER, regs, strict=True):
+            out[(kind, method, dtype, layout, k)] = int(n)
+    return out
 
 
 def _toolkit_dirs() -> list[str]:
@@ -114,6 +134,20 @@ def warps_per_sm(registers: int, tpb: int = 256) -> int:
     return min(64, blocks * (tpb // 32))
 
 
+def summary(rows: list[dict[str, Any]]) -> None:
+    """Print the largest register count per (kernel, dtype): now, prev and before."""
+    print("\nlargest per kernel and dtype (all variants above): now / prev / before")
+    for kind in ("forward", "backward"):
+        parts = []
+        for dtype in ("float16", "float32", "float64"):
+            sel = [r for r in rows if r["kernel"] == kind and r["dtype"] == dtype]
+            if sel:
+                now = max(r["registers"] for r in sel)
+                old = max((r["prev"] or 0) for r in sel)
+                parts.append(f"{dtype} {now} / {old or '-'} / {BEFORE[(kind, dtype)]}")
+        print(f"  {kind:>8}: " + ";  ".join(parts))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cc", default="9.0", help="compute capability, e.g. 9.0")
@@ -141,11 +175,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from simam_ref.kernels import cuda as kcuda
 
-    kcuda._bind()
+
     rows = []
+    prev = previous_counts()
     print(f"{'kernel':>9} {'method':>6} {'dtype':>8} {'layout':>6} {'reduce':>7} {'k':>2} "
-          f"{'regs':>5} {'before':>6} {'spill':>5} {'local':>5} {'warps/SM':>8} {'bar':>4} "
-          f"{'div.f64':>7}")
+          f"{'regs':>5} {'prev':>5} {'before':>6} {'spill':>5} {'local':>5} {'warps/SM':>8} "
+          f"{'bar':>4} {'div.f64':>7}")
     variants = [(k, layout) for k in args.regs for layout in args.layout
                 if k == 0 or layout in args.reg_layout]
     for kind in ("forward", "backward"):
@@ -156,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                         arr = types.Array(getattr(types, dtype), 4, layout[0])
                         i64 = types.int64
                         n_arr = 2 if kind == "forward" else 3
-                        sig = (*([arr] * n_arr), types.float64, i64, i64, i64, i64, i64)
+                        sig = (*([arr] * n_arr), types.float64, i64, i64, i64, i64, i64, i64)
                         kern = kcuda.kernel(kind, method == "exact", dtype != "float64",
                                             shuffle, flat=layout != "A4", regs=k)
                         ptx, _ = cuda.compile_ptx(kern.py_func, sig, cc=cc)
@@ -167,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                             "register_elements": k, **rep,
                             "local_memory_ops": len(re.findall(r"\b(?:ld|st)\.local", ptx)),
                             "before": BEFORE[(kind, dtype)],
+                            "prev": prev.get((kind, method, dtype, layout, k)),
                             "warps_per_sm_256": warps_per_sm(rep["registers"]),
                             "bar_sync": len(re.findall(r"\bbar(?:rier)?\.sync", ptx)),
                             "div_rn_f64": ptx.count("div.rn.f64"),
@@ -174,9 +210,11 @@ def main(argv: list[str] | None = None) -> int:
                         rows.append(row)
                         print(f"{kind:>9} {method:>6} {dtype:>8} {layout:>6} "
                               f"{row['reduce']:>7} {k:>2} {row['registers']:>5} "
-                              f"{row['before']:>6} {row['spill_stores']:>5} "
+                              f"{row['prev'] or '-':>5} {row['before']:>6} "
+                              f"{row['spill_stores']:>5} "
                               f"{row['local_memory_ops']:>5} {row['warps_per_sm_256']:>8} "
                               f"{row['bar_sync']:>4} {row['div_rn_f64']:>7}", flush=True)
+    summary(rows)
     if args.json:
         Path(args.json).write_text(json.dumps({"cc": list(cc), "rows": rows}, indent=2))
         print(f"saved {args.json}")

@@ -422,19 +422,20 @@ def bench_shape(shape, args, torch, compiled, deadline, pre, l2) -> list[dict[st
     measure("wall_bwd", bwd, wall=True)
     # The same calls through the streaming kernels (x read from memory in every pass)
     # where the register kernels ran: which of the two a shape should use.
+    from simam_ref import constants
     from simam_ref.kernels import cuda as kcuda
 
     m = shape[2] * shape[3]
     regs = kcuda.register_elements(m, kcuda.launch_config(shape[0] * shape[1], m)[2])
     t["register_elements"] = regs
     if regs:
-        saved = kcuda.REGISTER_ELEMENTS
-        kcuda.REGISTER_ELEMENTS = 0
+        saved = constants.REGISTER_ELEMENTS
+        constants.REGISTER_ELEMENTS = 0
         try:
             measure("kernel_fwd_streaming", fwd)
             measure("kernel_bwd_streaming", bwd)
         finally:
-            kcuda.REGISTER_ELEMENTS = saved
+            constants.REGISTER_ELEMENTS = saved
     if "kernel_fwd" in t and "kernel_bwd" in t:
         t["kernel_fwdbwd"] = t["kernel_fwd"] + t["kernel_bwd"]
     if "wall_fwd" in t and "wall_bwd" in t:
@@ -605,9 +606,11 @@ def main(argv: list[str] | None = None) -> int:
     global cuda
     from numba import cuda
 
-    saved = (kcuda.THREADS_PER_BLOCK, kcuda.GROUP_MIN, kcuda.ELEMENTS_PER_THREAD)
-    if args.smoke:
-        kcuda.THREADS_PER_BLOCK, kcuda.GROUP_MIN, kcuda.ELEMENTS_PER_THREAD = 16, 4, 2
+    from simam_ref import constants
+
+    saved = (constants.THREADS_PER_BLOCK, constants.GROUP_MIN, constants.ELEMENTS_PER_THREAD)
+    if args.smoke:  # tests/conftest.py's SIM_LAUNCH: simulated threads are Python threads
+        constants.THREADS_PER_BLOCK, constants.GROUP_MIN, constants.ELEMENTS_PER_THREAD = 16, 4, 2
     try:
         try:
             name = getattr(cuda.get_current_device(), "name", "CUDA simulator")
@@ -616,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
             result["device"] = f"unknown ({_err(exc)})"
         result["simulator"] = kcuda.simulator_enabled()
         print(f"device: {result['device']}  simulator: {result['simulator']}  "
-              f"threads/block: {kcuda.THREADS_PER_BLOCK}", flush=True)
+              f"threads/block: {constants.THREADS_PER_BLOCK}", flush=True)
         if attempt(result, "compile_check", compile_check, args.json) is None:
             print("stopping: the kernels cannot run here (see compile_check in the JSON)")
             return 1
@@ -666,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print_table(rows)
     finally:
-        kcuda.THREADS_PER_BLOCK, kcuda.GROUP_MIN, kcuda.ELEMENTS_PER_THREAD = saved
+        constants.THREADS_PER_BLOCK, constants.GROUP_MIN, constants.ELEMENTS_PER_THREAD = saved
         result["seconds"] = time.perf_counter() - t_start
         result["failed"] = failed
         _save(args.json, result)

@@ -5,11 +5,13 @@ verdict in :func:`all_claims` / :func:`check_claim` is computed.
 
 One topic per submodule: ``energy`` (the energy and its collapse), ``minimizer``
 (closed form), ``uniqueness`` (the Hessian proof), ``leave_one_out``, ``backward``,
-``claims``, ``seed_code``, ``check`` (parsing) and ``decide`` (the z3 decision,
-built on ``terms``, ``translate``, ``evaluation`` and ``crosscheck``), ``display``
-(pretty-printing).
-The function ``energy.energy`` is re-exported here as ``per_neuron_energy`` so
-that ``derivations.energy`` stays the module.
+``display`` (pretty-printing); the claims: ``verdict`` (the record), ``claims`` (the
+catalogue) from ``claims_equations``, ``claims_loo``, ``claims_derivation`` and
+``seed_code``; ``simam check``: ``parsing`` (safe parsing) and ``check`` (deciding a
+claim), on ``decide`` (the z3 decision, built on ``terms``, ``translate``,
+``evaluation`` and ``crosscheck``).
+The energy function is ``energy.per_neuron_energy`` (``energy.energy`` is a
+deprecated alias), so that ``derivations.energy`` is only the module.
 """
 
 from .backward import (
@@ -27,9 +29,9 @@ from .energy import (
     collapsed_energy,
     energy_from_moments,
     full_energy_concrete,
+    per_neuron_energy,
     stationarity_equations,
 )
-from .energy import energy as per_neuron_energy
 from .leave_one_out import (
     Identity,
     exact_inv_energy_from_full_stats,

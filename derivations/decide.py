@@ -9,7 +9,7 @@ the derived form is defined, the claimed form is defined too and equal to it.
 Definedness must be read from the expression as the user wrote it: SymPy
 simplifies while building (``B/B -> 1``, ``0*sqrt(-1) -> 0``). So both sides are
 first put into a small term language (:class:`Term`, tuples), built from the
-parsed syntax tree (see :mod:`derivations.check`) or from a SymPy expression
+parsed syntax tree (see :mod:`derivations.parsing`) or from a SymPy expression
 (derived forms, whose definedness is what SymPy holds). From a term we build
 
 * a z3 formula in nonlinear real arithmetic: a denominator ``d`` gives the side
@@ -62,6 +62,7 @@ from .terms import (
     term_to_sympy,
 )
 from .translate import _Z3, _candidates, _import_z3, _z3_to_sympy
+from .verdict import holds_of
 
 __all__ = [
     "CLAIM_DOMAIN",
@@ -104,7 +105,7 @@ class Decision:
     @property
     def holds(self) -> bool | None:
         """True if proved, False if refuted, None if undecided."""
-        return {"proved": True, "refuted": False}.get(self.verdict)
+        return holds_of(self.verdict)
 
 
 def decide_terms(

@@ -29,6 +29,7 @@ __all__ = [
     "m1",
     "m2",
     "mu",
+    "per_neuron_energy",
     "sigma",
     "stationarity_equations",
     "t",
@@ -110,7 +111,9 @@ def collapsed_energy(w: sp.Expr = W, b: sp.Expr = B, label_o: sp.Expr = y_o) -> 
     return (label_o - w * mu - b) ** 2 + w**2 * sigma**2
 
 
-def energy(w: sp.Expr = W, b: sp.Expr = B, labels: Sequence[object] = (y_t, y_o)) -> sp.Expr:
+def per_neuron_energy(
+    w: sp.Expr = W, b: sp.Expr = B, labels: Sequence[object] = (y_t, y_o)
+) -> sp.Expr:
     """Seed eq 2 for one neuron, with the average over the others collapsed.
 
     Derived (not assumed): ``energy_from_moments`` with ``m1 = mu`` and
@@ -123,6 +126,11 @@ def energy(w: sp.Expr = W, b: sp.Expr = B, labels: Sequence[object] = (y_t, y_o)
         raise AssertionError("moment expansion does not collapse")
     e = collapsed + (lt - (W * t + B)) ** 2 + lam * W**2
     return e.xreplace({W: w, B: b}) if (w, b) != (W, B) else e
+
+
+# deprecated alias: ``energy`` is also this module's name (and the numeric
+# ``simam_ref.numeric_energy.energy``); new code says ``per_neuron_energy``
+energy = per_neuron_energy
 
 
 def full_energy_concrete(
@@ -145,5 +153,5 @@ def full_energy_concrete(
 
 def stationarity_equations(labels: Sequence[object] = (y_t, y_o)) -> tuple[sp.Expr, sp.Expr]:
     """``(de/dw, de/db)`` of the collapsed energy; the minimiser makes both zero."""
-    e = energy(W, B, labels)
+    e = per_neuron_energy(W, B, labels)
     return sp.expand(sp.diff(e, W)), sp.expand(sp.diff(e, B))

@@ -14,7 +14,7 @@ from typing import Any
 import sympy as sp
 from sympy.core.evalf import PrecisionExhausted
 
-from .terms import Term, _vars
+from .terms import BINARY_OPS, Term, _vars
 
 __all__ = ["evaluate", "fmt_number", "fold_zero_constants"]
 
@@ -93,6 +93,9 @@ def evaluate(term: Term, point: Mapping[str, sp.Expr]) -> sp.Expr:
 
 
 def _ev(term: Term, point: Mapping[str, sp.Expr]) -> sp.Expr:
+    """Exact value of ``term`` at ``point``; raises ``_Undefined`` where it is undefined."""
+    # twin kept on purpose: ``terms.term_to_sympy`` walks terms the same way, for
+    # symbols and without the definedness checks made here
     op = term[0]
     if op == "num":
         return sp.Rational(term[1].numerator, term[1].denominator)
@@ -114,15 +117,9 @@ def _ev(term: Term, point: Mapping[str, sp.Expr]) -> sp.Expr:
             raise _Undefined("0**negative")
         return a ** term[2]
     a, b = _ev(term[1], point), _ev(term[2], point)
-    if op == "add":
-        return a + b
-    if op == "sub":
-        return a - b
-    if op == "mul":
-        return a * b
-    if _is_zero(b):
+    if op == "div" and _is_zero(b):
         raise _Undefined("division by zero")
-    return a / b
+    return BINARY_OPS[op](a, b)
 
 
 def _count(term: Term, op: str) -> int:

@@ -43,7 +43,12 @@ __all__ = [
 M = sp.Symbol("M", integer=True, positive=True)
 """Number of neurons in the channel (M >= 2)."""
 mu_full = sp.Symbol("mu", real=True)
-"""Full-channel mean (all M neurons, target included)."""
+"""Full-channel mean (all M neurons, target included).
+
+The same SymPy symbol as :data:`derivations.energy.mu` (printed ``mu`` in both), which
+there is the mean of the M-1 *others*: never mix expressions of the two modules
+without substituting one of them first (as :func:`exact_matches_closed_form` does).
+"""
 S2 = sp.Symbol("S2", nonnegative=True)
 """Full-channel sum of squared deviations ``sum_all (x - mu)**2``."""
 s1_others = sp.Symbol("s1_others", real=True)
@@ -65,14 +70,33 @@ class Identity:
 
 
 def _identity(name: str, lhs: sp.Expr, rhs: sp.Expr) -> Identity:
+    """An :class:`Identity` with ``holds`` computed by ``cancel``."""
     return Identity(name, lhs, rhs, sp.cancel(sp.expand(lhs - rhs)) == 0)
 
 
-def _full_from_others(s1_: sp.Expr, s2_: sp.Expr, t_: sp.Expr, m: sp.Expr) -> tuple:
-    """Full-channel ``(mu, S2)`` written with the others' sums and the target."""
-    mu_ = (s1_ + t_) / m
-    s2_full = s2_ + t_**2 - m * mu_**2  # sum x^2 - M mu^2
+def _full_from_others(
+    sum_others: sp.Expr, sumsq_others: sp.Expr, t_: sp.Expr, m: sp.Expr
+) -> tuple[sp.Expr, sp.Expr]:
+    """Full-channel ``(mu, S2)`` from the others' sum, their sum of squares and the target."""
+    mu_ = (sum_others + t_) / m
+    s2_full = sumsq_others + t_**2 - m * mu_**2  # sum x^2 - M mu^2
     return mu_, s2_full
+
+
+def _three_identities(
+    m: sp.Expr, t_: sp.Expr, mu_: sp.Expr, s2_full: sp.Expr, mu_t: sp.Expr, loo_ss: sp.Expr
+) -> list[Identity]:
+    """The three identities from ``mu``, ``S2``, the others' mean and squared deviations."""
+    n = m - 1
+    return [
+        _identity("mu_t = (M mu - t)/(M-1)", mu_t, (m * mu_ - t_) / n),
+        _identity("t - mu_t = M (t - mu)/(M-1)", t_ - mu_t, m * (t_ - mu_) / n),
+        _identity(
+            "sum_{i!=t} (x_i - mu_t)^2 = S2 - M (t - mu)^2/(M-1)",
+            loo_ss,
+            s2_full - m * (t_ - mu_) ** 2 / n,
+        ),
+    ]
 
 
 def loo_identities() -> list[Identity]:
@@ -81,15 +105,7 @@ def loo_identities() -> list[Identity]:
     mu_, s2_full = _full_from_others(s1_others, s2_others, t, M)
     mu_t = s1_others / n
     loo_ss = s2_others - s1_others**2 / n  # sum_{i!=t} (x_i - mu_t)^2
-    return [
-        _identity("mu_t = (M mu - t)/(M-1)", mu_t, (M * mu_ - t) / n),
-        _identity("t - mu_t = M (t - mu)/(M-1)", t - mu_t, M * (t - mu_) / n),
-        _identity(
-            "sum_{i!=t} (x_i - mu_t)^2 = S2 - M (t - mu)^2/(M-1)",
-            loo_ss,
-            s2_full - M * (t - mu_) ** 2 / n,
-        ),
-    ]
+    return _three_identities(M, t, mu_, s2_full, mu_t, loo_ss)
 
 
 def loo_identities_concrete(m: int = 4, target: int = 0) -> list[Identity]:
@@ -104,15 +120,7 @@ def loo_identities_concrete(m: int = 4, target: int = 0) -> list[Identity]:
     s2_full = sp.Add(*[(x - mu_) ** 2 for x in xs])
     mu_t = sp.Add(*others) / n
     loo_ss = sp.Add(*[(x - mu_t) ** 2 for x in others])
-    return [
-        _identity("mu_t = (M mu - t)/(M-1)", mu_t, (m * mu_ - tt) / n),
-        _identity("t - mu_t = M (t - mu)/(M-1)", tt - mu_t, m * (tt - mu_) / n),
-        _identity(
-            "sum_{i!=t} (x_i - mu_t)^2 = S2 - M (t - mu)^2/(M-1)",
-            loo_ss,
-            s2_full - m * (tt - mu_) ** 2 / n,
-        ),
-    ]
+    return _three_identities(sp.Integer(m), tt, mu_, s2_full, mu_t, loo_ss)
 
 
 def exact_inv_energy_from_full_stats() -> sp.Expr:

@@ -1,6 +1,7 @@
 """The closed-form minimiser ``(w_t, b_t)`` of the energy and the minimum ``e_t*``.
 
-Derived, not typed: the stationarity equations of :func:`derivations.energy.energy`
+Derived, not typed: the stationarity equations of
+:func:`derivations.energy.per_neuron_energy`
 are solved as a 2x2 linear system (Cramer's rule), for numeric or symbolic labels.
 """
 
@@ -12,7 +13,7 @@ from functools import lru_cache
 
 import sympy as sp
 
-from .energy import PAPER_LABELS, B, W, _labels, energy, stationarity_equations
+from .energy import PAPER_LABELS, B, W, _labels, per_neuron_energy, stationarity_equations
 
 __all__ = ["ClosedForm", "closed_form"]
 
@@ -43,7 +44,7 @@ def _closed_form_cached(lt: sp.Expr, lo: sp.Expr) -> ClosedForm:
         raise AssertionError("expected a unique stationary point")
     w_sol = sp.factor(sp.cancel((rhs[0] * a[1, 1] - a[0, 1] * rhs[1]) / det))
     b_sol = sp.factor(sp.cancel((a[0, 0] * rhs[1] - rhs[0] * a[1, 0]) / det))
-    e_min = sp.factor(sp.cancel(energy(w_sol, b_sol, (lt, lo))))
+    e_min = sp.factor(sp.cancel(per_neuron_energy(w_sol, b_sol, (lt, lo))))
     inv = sp.factor(sp.cancel(1 / e_min))
     return ClosedForm((lt, lo), w_sol, b_sol, e_min, inv)
 

@@ -1,19 +1,21 @@
 """The small term language of :mod:`derivations.decide`: tuples that keep definedness.
 
 SymPy simplifies while building (``B/B -> 1``, ``0*sqrt(-1) -> 0``), so a claim is
-first put into a :data:`Term` built from its syntax tree (:mod:`derivations.check`)
+first put into a :data:`Term` built from its syntax tree (:mod:`derivations.parsing`)
 or from a SymPy expression, and every later step reads definedness from the term.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from fractions import Fraction
+from typing import Any
 
 import sympy as sp
 
-__all__ = ["CLAIM_DOMAIN", "Term", "TermError", "term_degree", "term_from_sympy", "term_size",
-           "term_to_sympy"]
+__all__ = ["BINARY_OPS", "CLAIM_DOMAIN", "Term", "TermError", "sqrt_depth", "term_bits",
+           "term_constant", "term_degree", "term_from_sympy", "term_size", "term_to_sympy"]
 
 Term = tuple
 """``("num", Fraction) | ("var", name) | ("add"|"sub"|"mul"|"div", a, b) | ("neg"|"sqrt"|"abs", a)
@@ -21,6 +23,15 @@ Term = tuple
 
 CLAIM_DOMAIN: dict[str, str] = {"t": "real", "mu": "real", "sigma": "nonneg", "lam": "pos"}
 """Domain of the closed form's variables: ``real``, ``nonneg`` (>= 0) or ``pos`` (> 0)."""
+
+
+BINARY_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    "add": operator.add,
+    "sub": operator.sub,
+    "mul": operator.mul,
+    "div": operator.truediv,
+}
+"""The binary term operators and what each computes (one table for every evaluator)."""
 
 
 class TermError(ValueError):
@@ -54,6 +65,8 @@ def term_from_sympy(expr: sp.Expr) -> Term:
 
 def term_to_sympy(term: Term, symbols: Mapping[str, sp.Symbol]) -> sp.Expr:
     """The SymPy expression of a term (SymPy may simplify it; display and cross-check only)."""
+    # twin kept on purpose: ``evaluation._ev`` walks terms the same way but checks
+    # definedness at each node (numbers only); this one builds symbols, unchecked
     op = term[0]
     if op == "num":
         return sp.Rational(term[1].numerator, term[1].denominator)
@@ -64,14 +77,7 @@ def term_to_sympy(term: Term, symbols: Mapping[str, sp.Symbol]) -> sp.Expr:
         return {"neg": lambda: -a, "sqrt": lambda: sp.sqrt(a), "abs": lambda: sp.Abs(a)}[op]()
     if op == "pow":
         return term_to_sympy(term[1], symbols) ** term[2]
-    a, b = term_to_sympy(term[1], symbols), term_to_sympy(term[2], symbols)
-    if op == "add":
-        return a + b
-    if op == "sub":
-        return a - b
-    if op == "mul":
-        return a * b
-    return a / b
+    return BINARY_OPS[op](term_to_sympy(term[1], symbols), term_to_sympy(term[2], symbols))
 
 
 def term_size(term: Term) -> int:
@@ -100,13 +106,55 @@ def term_degree(term: Term) -> int:
     return a + b
 
 
+def term_constant(term: Term) -> Fraction | None:
+    """Exact value of a variable-free, radical-free term of ``+ - * /``; None otherwise.
+
+    None too where a division by zero occurs (used to read exponents such as ``3/2``).
+    """
+    op = term[0]
+    if op == "num":
+        return term[1]
+    if op == "neg":
+        v = term_constant(term[1])
+        return None if v is None else -v
+    if op in BINARY_OPS:
+        a, b = term_constant(term[1]), term_constant(term[2])
+        if a is None or b is None or (op == "div" and b == 0):
+            return None
+        return BINARY_OPS[op](a, b)
+    return None
+
+
+def term_bits(term: Term) -> int:
+    """Upper bound on the bit size of the constants the term builds."""
+    op = term[0]
+    if op == "num":
+        return max(term[1].numerator.bit_length(), term[1].denominator.bit_length(), 1)
+    if op == "var":
+        return 1
+    if op in ("neg", "abs", "sqrt"):
+        return term_bits(term[1])
+    if op == "pow":
+        return abs(term[2]) * term_bits(term[1])
+    a, b = term_bits(term[1]), term_bits(term[2])
+    return max(a, b) + 1 if op in ("add", "sub") else a + b
+
+
+def sqrt_depth(term: Term) -> int:
+    """How many ``sqrt`` are nested at most (a tower of depth k has degree 2**k)."""
+    inner = max((sqrt_depth(a) for a in term[1:] if isinstance(a, tuple)), default=0)
+    return inner + (term[0] == "sqrt")
+
+
 def _has(term: Term, ops: tuple[str, ...]) -> bool:
+    """Whether any node of ``term`` is one of the operators ``ops``."""
     if term[0] in ops:
         return True
     return any(_has(a, ops) for a in term[1:] if isinstance(a, tuple))
 
 
 def _vars(term: Term, out: set[str] | None = None) -> set[str]:
+    """The variable names in ``term`` (added to ``out`` when given)."""
     out = set() if out is None else out
     if term[0] == "var":
         out.add(term[1])

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .energy import B, W, energy, mu, t, y_o, y_t
+from .energy import B, W, mu, per_neuron_energy, t, y_o, y_t
 
 __all__ = [
     "HessianProof",
@@ -26,7 +26,7 @@ __all__ = [
 # --- Hessian / uniqueness ------------------------------------------------------------
 def hessian(labels: Sequence[object] = (y_t, y_o)) -> sp.Matrix:
     """Hessian of the energy in ``(w, b)`` (constant: the energy is quadratic)."""
-    return sp.hessian(energy(W, B, labels), (W, B)).applyfunc(sp.expand)
+    return sp.hessian(per_neuron_energy(W, B, labels), (W, B)).applyfunc(sp.expand)
 
 
 def complete_square(expr: sp.Expr, var: sp.Symbol) -> sp.Expr:

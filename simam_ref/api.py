@@ -1,25 +1,38 @@
 """Public entry points: validate input, lay it out as ``(channels, M)``, dispatch.
 
-Backends implement two functions on C-contiguous ``(channels, M)`` arrays of one
-float dtype (float32 or float64)::
-
-    forward_2d(x2, lam, exact, out2) -> None
-    backward_2d(x2, g2, lam, exact, out2) -> None
-
-``out2`` may be ``x2`` itself (in place) but never partly overlaps it.
+The argument checks live in :mod:`simam_ref.validation`, the backends (and the
+lock around CPU kernel calls) in :mod:`simam_ref.backends`; this module maps any
+layout to the ``(channels, M)`` rows the backends take and back.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-import threading
-from collections.abc import Sequence
-from decimal import Decimal
-from types import ModuleType
-from typing import Any, Literal, get_args
+from typing import Any
 
 import numpy as np
+
+from .backends import (
+    _guarded,
+    _is_device_array,
+    _load_backend,
+    _resolve_backend,
+    available_backends,
+)
+from .validation import (
+    BACKENDS,
+    METHODS,
+    Axes,
+    Backend,
+    Method,
+    _check_dtype,
+    _check_out,
+    _check_shape,
+    _prepare,
+    _reject_masked,
+    _same_memory,
+    _spatial_axes,
+)
 
 __all__ = [
     "BACKENDS",
@@ -30,257 +43,6 @@ __all__ = [
     "simam",
     "simam_backward",
 ]
-
-Method = Literal["paper", "exact"]
-"""``"paper"``: the official formula; ``"exact"``: the true minimiser of eq 2."""
-Backend = Literal["auto", "numpy", "cpu", "cuda"]
-"""Where to compute; ``"auto"`` picks the CUDA kernel for device arrays, else the CPU one."""
-# the runtime checks read the same tuples, so the types and the validation agree
-METHODS: tuple[str, ...] = get_args(Method)
-BACKENDS: tuple[str, ...] = get_args(Backend)
-
-Axes = int | Sequence[int] | None
-
-
-# --------------------------------------------------------------------------- checks
-def _check_method(method: str) -> bool:
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    return method == "exact"
-
-
-def _short(value: Any) -> str:
-    """``repr(value)``, abbreviated when huge (a 400-digit integer, say)."""
-    text = repr(value)
-    if len(text) > 60:
-        text = f"{text[:24]}...{text[-12:]} ({len(text)} characters)"
-    return text
-
-
-def _check_lam(lam: Any) -> float:
-    """``lam`` as a positive finite float64, or an error naming its value."""
-    if isinstance(lam, np.ndarray) and lam.ndim == 0:
-        lam = lam[()]  # a 0-d array is a scalar
-    if isinstance(lam, (bool, np.bool_)) or not isinstance(lam, (numbers.Real, Decimal)):
-        what = (f"ndarray of shape {lam.shape}" if isinstance(lam, np.ndarray)
-                else type(lam).__name__)
-        raise TypeError(f"lam must be a real number (or a 0-d array), got {what} {_short(lam)}")
-    try:
-        value = float(lam)
-    except ValueError:  # Decimal('sNaN')
-        value = math.nan
-    except OverflowError:  # a huge int or Fraction
-        value = math.inf if lam > 0 else -math.inf
-    if math.isnan(value) or lam <= 0:
-        raise ValueError(f"lam must be finite and > 0, got {_short(lam)}")
-    if math.isinf(value):
-        if value == lam:
-            raise ValueError(f"lam must be finite and > 0, got {_short(lam)}")
-        raise ValueError(
-            f"lam must be finite and > 0, got {_short(lam)}, which overflows float64 "
-            "(largest 1.8e308)"
-        )
-    if value == 0.0:
-        raise ValueError(
-            f"lam must be finite and > 0, got {_short(lam)}, which is positive but "
-            "underflows float64 to 0.0 (smallest 5e-324)"
-        )
-    return value
-
-
-_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _check_dtype(dtype: np.dtype, name: str = "x") -> np.dtype:
-    """The native-byte-order float16/32/64 dtype of ``dtype``, or a TypeError."""
-    dtype = np.dtype(dtype)
-    native = dtype.newbyteorder("=")
-    if native in _FLOATS:
-        return native
-    if native.kind == "f":
-        raise TypeError(
-            f"{name} has dtype {dtype} (longdouble), which is not supported; "
-            f"cast it to float64 first ({name}.astype(np.float64))"
-        )
-    kind = "complex" if dtype.kind == "c" else "non-floating"
-    raise TypeError(
-        f"{name} must have a real floating dtype (float16, float32 or float64), "
-        f"got {kind} dtype {dtype}"
-    )
-
-
-def _reject_masked(a: Any, name: str) -> None:
-    """Masked arrays would lose their mask (and masked values would leak): refuse."""
-    if isinstance(a, np.ma.MaskedArray):
-        raise TypeError(
-            f"{name} is a numpy.ma.MaskedArray, whose mask SimAM would ignore; pass "
-            f"{name}.filled(value) to choose what masked entries count as, or {name}.data"
-        )
-
-
-def _spatial_axes(shape: tuple[int, ...], axes: Axes) -> tuple[int, ...]:
-    ndim = len(shape)
-    if axes is None:
-        if ndim < 3:
-            raise ValueError(
-                f"x has shape {shape} (ndim {ndim}); with the default axes SimAM expects "
-                "(N, C, *spatial) with ndim >= 3 — pass axes= to choose the neuron axes"
-            )
-        return tuple(range(2, ndim))
-    if isinstance(axes, np.ndarray) and axes.ndim == 0:
-        axes = axes[()]
-    if isinstance(axes, numbers.Integral):
-        raw = (axes,)
-    elif isinstance(axes, (str, bytes)) or not hasattr(axes, "__iter__"):
-        raise TypeError(
-            f"axes must be an int or a sequence of ints, got {type(axes).__name__} {axes!r}"
-        )
-    else:
-        raw = tuple(axes)
-    if not raw:
-        raise ValueError("axes must name at least one axis, got ()")
-    norm = []
-    for a in raw:
-        if isinstance(a, (bool, np.bool_)) or not isinstance(a, numbers.Integral):
-            raise TypeError(f"axes must be integers, got {a!r} in axes={raw!r}")
-        if not -ndim <= a < ndim:
-            raise ValueError(f"axis {a} is out of range for x of shape {shape} (ndim {ndim})")
-        norm.append(int(a) % ndim)
-    if len(set(norm)) != len(norm):
-        raise ValueError(f"axes contains a duplicate axis: {raw}")
-    return tuple(sorted(norm))
-
-
-def _check_shape(shape: tuple[int, ...], spatial: tuple[int, ...]) -> int:
-    if math.prod(shape) == 0:
-        raise ValueError(f"x is empty (shape {shape})")
-    m = math.prod(shape[a] for a in spatial)
-    if m < 2:
-        raise ValueError(
-            f"each channel needs at least 2 neurons, but axes {spatial} of shape {shape} "
-            f"hold M = {m}"
-        )
-    return m
-
-
-def _check_out(out: Any, shape: tuple[int, ...], dtype: np.dtype, x: np.ndarray) -> np.ndarray:
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a numpy.ndarray for NumPy input, got {type(out).__name__}")
-    _reject_masked(out, "out")
-    if out.shape != shape:
-        raise ValueError(f"out has shape {out.shape}, expected {shape}")
-    if out.dtype.newbyteorder("=") != dtype:  # either byte order
-        raise TypeError(f"out has dtype {out.dtype}, expected {dtype}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
-    if np.shares_memory(out, x) and not _same_memory(out, x):
-        raise ValueError("out partly overlaps the input; pass the input itself or a separate array")
-    return out
-
-
-def _same_memory(a: np.ndarray, b: np.ndarray) -> bool:
-    return (
-        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
-        and a.strides == b.strides
-        and a.shape == b.shape
-    )
-
-
-# -------------------------------------------------------------------------- backends
-def _load_backend(name: str) -> ModuleType:
-    if name == "numpy":
-        from . import reference
-
-        return reference
-    if name == "cpu":
-        from .kernels import cpu
-
-        return cpu
-    from .kernels import cuda
-
-    if not cuda.available():
-        raise ValueError(f"backend='cuda' is not available: {cuda.unavailable_reason()}")
-    return cuda
-
-
-def available_backends() -> list[str]:
-    """Backends usable on this machine, fastest first for NumPy input."""
-    names = []
-    for name in ("cpu", "numpy", "cuda"):
-        try:
-            _load_backend(name)
-        except (ImportError, ValueError):
-            continue
-        names.append(name)
-    return names
-
-
-def _resolve_backend(backend: str) -> ModuleType:
-    """The module behind a validated backend name (``auto``: CPU kernel, else NumPy)."""
-    if backend != "auto":
-        return _load_backend(backend)
-    try:
-        return _load_backend("cpu")
-    except ImportError:
-        return _load_backend("numpy")
-
-
-def _is_device_array(x: Any) -> bool:
-    if isinstance(x, np.ndarray):
-        return False
-    if type(x).__module__.split(".")[0] == "torch" and hasattr(x, "requires_grad"):
-        # torch raises RuntimeError (not AttributeError) from __cuda_array_interface__
-        # on tensors that require grad, so hasattr() cannot be asked
-        return bool(getattr(x, "is_cuda", False))
-    try:
-        if hasattr(x, "__cuda_array_interface__"):
-            return True
-    except Exception:  # an exporter that raises instead of AttributeError: device memory
-        return True
-    return type(x).__module__.startswith(("numba.cuda", "numba_cuda"))
-
-
-# ------------------------------------------------------------------ thread safety
-#: Serialises CPU kernel calls while Numba's threading layer may be ``workqueue``,
-#: which aborts the process when two threads launch parallel regions at once.
-_KERNEL_LOCK = threading.Lock()
-_layer_is_threadsafe = False
-
-
-def _needs_kernel_lock() -> bool:
-    """Whether a parallel CPU kernel call must hold :data:`_KERNEL_LOCK`.
-
-    True on the ``workqueue`` layer, and before the first parallel launch anywhere
-    in the process (``numba.threading_layer()`` is unknown until then, and the
-    launch may pick ``workqueue``).  Once ``omp`` or ``tbb`` (both thread-safe) is
-    known to be running, never again.
-    """
-    global _layer_is_threadsafe
-    if _layer_is_threadsafe:
-        return False
-    import numba
-
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel region has run yet: the layer is not chosen
-        return True
-    if layer == "workqueue":
-        return True
-    _layer_is_threadsafe = True
-    return False
-
-
-def _guarded(impl: ModuleType, fill: Any) -> Any:
-    """``fill`` run under :data:`_KERNEL_LOCK` when ``impl`` (the Numba CPU backend)
-    needs it, see :func:`_needs_kernel_lock`."""
-    if not impl.__name__.endswith(".kernels.cpu") or not _needs_kernel_lock():
-        return fill
-
-    def locked(o2: np.ndarray) -> None:
-        with _KERNEL_LOCK:
-            fill(o2)
-
-    return locked
 
 
 # ---------------------------------------------------------------------------- layout
@@ -339,15 +101,6 @@ class _Layout:
         fill(tmp)
         out.transpose(self.perm)[...] = tmp.reshape(out.transpose(self.perm).shape)
         return out
-
-
-def _prepare(lam: Any, method: str, backend: str) -> tuple[bool, float]:
-    """Checks that need no array: ``(exact, lam)``."""
-    exact = _check_method(method)
-    lam = _check_lam(lam)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    return exact, lam
 
 
 # ------------------------------------------------------------------------ public API

@@ -268,6 +268,7 @@ def _value_str(exact: str | None, approx: str | None) -> str:
 
 # --------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
+    """The ``simam`` argument parser: subcommands ``verify``, ``check`` and ``bench``."""
     parser = argparse.ArgumentParser(
         prog="simam",
         description="SimAM reference: verify the derivation, judge claims, benchmark kernels.",

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import linalg, optimize
 
-from .closed_form import closed_form_weights, energy, energy_gradient, minimum_energy
+from .numeric_energy import closed_form_weights, energy, energy_gradient, minimum_energy
 from .official import official_forward
 from .reference import backward_2d, forward_2d
 

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .constants import LAM_FLOOR, MAX_EXP, MIN_EXP
+
 __all__ = [
     "ChannelStats",
     "backward_2d",
@@ -54,8 +56,6 @@ __all__ = [
     "inverse_energy",
 ]
 
-_MIN_EXP, _MAX_EXP = -1000, 1100
-LAM_FLOOR = 2.0**-500
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def channel_stats(x2: np.ndarray, lam: float) -> ChannelStats:
     with np.errstate(invalid="ignore", over="ignore"):
         amax = np.max(np.abs(x64), axis=1, keepdims=True)
         exponent = np.frexp(np.where(np.isfinite(amax), amax, 1.0))[1]
-        scale = np.ldexp(1.0, -np.clip(exponent, _MIN_EXP, _MAX_EXP))
+        scale = np.ldexp(1.0, -np.clip(exponent, MIN_EXP, MAX_EXP))
         xs = x64 * scale
         mean0 = xs.sum(axis=1, keepdims=True) / m
         dev = xs - mean0

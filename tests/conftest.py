@@ -21,18 +21,24 @@ import pytest  # noqa: E402
 
 #: CUDA launch sizes under the simulator (every CUDA thread is a Python thread):
 #: 16 threads per block, groups of 4 threads, 2 elements per thread.  The one place
-#: tests set them; tests/test_cuda_kernels.py relies on these values.
+#: tests set them (in :mod:`simam_ref.constants`); tests/test_cuda_kernels.py applies
+#: the same values on a GPU where a test needs them (its ``tiny_launch``).
 SIM_LAUNCH = {"THREADS_PER_BLOCK": 16, "GROUP_MIN": 4, "ELEMENTS_PER_THREAD": 2}
+
+
+def set_sim_launch(monkeypatch) -> None:
+    """Patch :data:`SIM_LAUNCH` into :mod:`simam_ref.constants` for one test."""
+    from simam_ref import constants
+
+    for name, value in SIM_LAUNCH.items():
+        monkeypatch.setattr(constants, name, value)
 
 
 @pytest.fixture(autouse=True)
 def _small_cuda_blocks(monkeypatch):
     """Under the simulator keep CUDA blocks small (:data:`SIM_LAUNCH`)."""
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-        from simam_ref.kernels import cuda
-
-        for name, value in SIM_LAUNCH.items():
-            monkeypatch.setattr(cuda, name, value)
+        set_sim_launch(monkeypatch)
 
 
 from hypothesis import settings  # noqa: E402

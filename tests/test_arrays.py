@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from test_validation import errors_on_all_backends
 
-from simam_ref import reference, simam, simam_backward
+from simam_ref import constants, reference, simam, simam_backward
 from simam_ref.kernels import cpu, cuda
 
 BACKENDS = ["auto", "cpu", "numpy", "cuda"]
@@ -32,8 +32,8 @@ def _x(dtype=np.float32, shape=SHAPE, seed=0) -> np.ndarray:
 def path(request, monkeypatch):
     """The CPU kernel's path for :data:`SHAPE` (small blocks make it split)."""
     if request.param == "split":
-        monkeypatch.setattr(cpu, "SPLIT_MIN_M", 16)
-        monkeypatch.setattr(cpu, "BLOCK", 16)
+        monkeypatch.setattr(constants, "SPLIT_MIN_M", 16)
+        monkeypatch.setattr(constants, "BLOCK", 16)
     channels, m = SHAPE[0] * SHAPE[1], SHAPE[2] * SHAPE[3]
     assert cpu.use_split(channels, m) == (request.param == "split")
     return request.param
@@ -152,7 +152,7 @@ def test_cpu_kernel_copies_nothing_for_read_only_input(kind, path, monkeypatch):
     input's size."""
     x, g = _x(shape=(2, 3, 64, 64)), _x(shape=(2, 3, 64, 64), seed=1)  # 96 KiB each
     if path == "split":  # the fixture set a small SPLIT_MIN_M for SHAPE; M here is larger
-        monkeypatch.setattr(cpu, "BLOCK", 1024)  # few partial sums
+        monkeypatch.setattr(constants, "BLOCK", 1024)  # few partial sums
         assert cpu.use_split(6, 64 * 64)
     x.flags.writeable = False
     g.flags.writeable = False
@@ -248,9 +248,10 @@ _THREADS_SCRIPT = textwrap.dedent("""
     import numba
     import numpy as np
     from simam_ref import simam, simam_backward
+    from simam_ref import constants
     from simam_ref.kernels import cpu
 
-    cpu.SPLIT_MIN_M, cpu.BLOCK = 64, 16  # (1, 2, 16, 16) takes the split path
+    constants.SPLIT_MIN_M, constants.BLOCK = 64, 16  # (1, 2, 16, 16) takes the split path
     rng = np.random.default_rng(0)
     cases = [rng.standard_normal(s).astype(d) for s, d in [
         ((4, 8, 16, 16), np.float32), ((4, 8, 16, 16), np.float64),
@@ -303,10 +304,10 @@ def test_kernel_lock_only_where_the_layer_needs_it():
     turns."""
     import numba
 
-    from simam_ref import api
+    from simam_ref import backends
 
     simam(_x(), backend="cpu")  # a parallel launch: the layer is now known
-    assert api._needs_kernel_lock() == (numba.threading_layer() == "workqueue")
+    assert backends._needs_kernel_lock() == (numba.threading_layer() == "workqueue")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

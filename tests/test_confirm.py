@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from simam_ref import closed_form as cf
 from simam_ref import confirm
+from simam_ref import numeric_energy as cf
 
 
 @pytest.mark.parametrize(

@@ -10,48 +10,23 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import oracles
 import pytest
 
-from simam_ref import reference, simam, simam_backward
+from simam_ref import constants, reference, simam, simam_backward
 from simam_ref.kernels import cpu
 
 LAM = 1e-4
 
 
-# ------------------------------------------------------------ independent oracles
-def official_paper(x: np.ndarray, lam: float, axes: tuple[int, ...]) -> np.ndarray:
-    """The official module's formula, line by line, in float64."""
-    x = np.asarray(x, dtype=np.float64)
-    n = int(np.prod([x.shape[a] for a in axes])) - 1
-    d = (x - x.mean(axis=axes, keepdims=True)) ** 2
-    v = d.sum(axis=axes, keepdims=True) / n
-    e_inv = d / (4.0 * (v + lam)) + 0.5
-    return x / (1.0 + np.exp(-e_inv))
-
-
-def brute_exact_channel(ch: np.ndarray, lam: float) -> np.ndarray:
-    """Minimise eq 2 for every neuron by solving its 2x2 normal equations."""
-    x = np.asarray(ch, dtype=np.float64).ravel()
-    k = x.size - 1
-    y = np.empty_like(x)
-    for t_idx in range(x.size):
-        t = x[t_idx]
-        o = np.delete(x, t_idx)
-        sx, sxx = o.sum(), (o * o).sum()
-        a = np.array([[sxx / k + t * t + lam, sx / k + t], [sx / k + t, 2.0]])
-        w, b = np.linalg.solve(a, np.array([t - sx / k, 0.0]))
-        e = np.mean((-1.0 - (w * o + b)) ** 2) + (1.0 - (w * t + b)) ** 2 + lam * w * w
-        y[t_idx] = t / (1.0 + np.exp(-1.0 / e))
-    return y.reshape(np.shape(ch))
+# Independent float64 oracles (tests/oracles.py): the official formula and the
+# exact method found by minimising eq 2 numerically (no closed form).
+official_paper = oracles.official
 
 
 def brute_exact(x: np.ndarray, lam: float) -> np.ndarray:
-    """Brute-force exact SimAM of an ``(N, C, *spatial)`` array."""
-    x64 = np.asarray(x, dtype=np.float64)
-    out = np.empty_like(x64)
-    for idx in np.ndindex(*x64.shape[:2]):
-        out[idx] = brute_exact_channel(x64[idx], lam)
-    return out
+    """Exact SimAM of an ``(N, C, *spatial)`` array by minimising eq 2 per neuron."""
+    return oracles.exact_by_minimisation(x, lam, axes=None)
 
 
 def rel_err(a: np.ndarray, ref: np.ndarray) -> float:
@@ -68,8 +43,8 @@ def sample(shape, dtype, seed=0, loc=0.5, scale=2.0) -> np.ndarray:
 def small_blocks(monkeypatch):
     """Tiny blocks and a low split threshold: multi-block sums and the split path
     run on small arrays."""
-    monkeypatch.setattr(cpu, "BLOCK", 64)
-    monkeypatch.setattr(cpu, "SPLIT_MIN_M", 128)
+    monkeypatch.setattr(constants, "BLOCK", 64)
+    monkeypatch.setattr(constants, "SPLIT_MIN_M", 128)
     return cpu
 
 
@@ -489,7 +464,7 @@ def nlc_spy(monkeypatch):
 @pytest.mark.parametrize("method", ["paper", "exact"])
 @pytest.mark.parametrize("shape", [(2, 24, 7, 7), (3, 5, 4, 6), (1, 300, 3, 3), (2, 4, 2, 3, 5)])
 def test_channels_last_matches_reference_without_copy(shape, method, nlc_spy, monkeypatch):
-    monkeypatch.setattr(cpu, "NLC_TILE", 16)  # several tiles, one of them partial
+    monkeypatch.setattr(constants, "NLC_TILE", 16)  # several tiles, one of them partial
     x = sample(shape, np.float32, seed=31)
     g = sample(shape, np.float32, seed=32, loc=0.0)
     xl, gl = channels_last(x), channels_last(g)
@@ -535,7 +510,7 @@ def test_channels_last_in_place_and_aliases(method, nlc_spy):
 @pytest.mark.parametrize("inplace", [False, True])
 def test_channels_last_odd_channels_keep_neighbours_bits(inplace, monkeypatch):
     # a NaN channel and a huge-offset channel (not the all-float32 loop) next to clean ones
-    monkeypatch.setattr(cpu, "NLC_TILE", 8)
+    monkeypatch.setattr(constants, "NLC_TILE", 8)
     x = sample((2, 12, 6, 6), np.float32, seed=35)
     clean = simam(channels_last(x), LAM, axes=(1, 2), backend="cpu")
     x[1, 3, 2, 2] = np.nan
@@ -553,7 +528,7 @@ def test_channels_last_odd_channels_keep_neighbours_bits(inplace, monkeypatch):
 def test_channels_last_bit_identical_across_thread_counts(threads, monkeypatch):
     if threads < 2:
         pytest.skip("needs more than one Numba thread")
-    monkeypatch.setattr(cpu, "NLC_TILE", 8)
+    monkeypatch.setattr(constants, "NLC_TILE", 8)
     x = channels_last(sample((3, 40, 5, 5), np.float32, seed=36))
     g = channels_last(sample((3, 40, 5, 5), np.float32, seed=37, loc=0.0))
     res = []
@@ -616,11 +591,12 @@ def reference_rows(x: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
 
 @pytest.mark.parametrize("m", [2, 49, 128])
 def test_grouped_forward_matches_reference_and_is_per_row(m, monkeypatch, threads):
-    assert m <= cpu.FLAT_MAX_M
+    assert m <= constants.FLAT_MAX_M
     calls = []
-    grouped = cpu._forward_flat_f32
-    monkeypatch.setattr(cpu, "_forward_flat_f32", lambda *a: calls.append(1) or grouped(*a))
-    nc = 2 * (cpu.FLAT_ELEMS // m) + 5  # a partial last group
+    grouped = cpu.grouped.forward_flat_f32
+    monkeypatch.setattr(cpu.grouped, "forward_flat_f32",
+                        lambda *a: calls.append(1) or grouped(*a))
+    nc = 2 * (constants.FLAT_ELEMS // m) + 5  # a partial last group
     x = mixed_rows(nc, m, seed=41)
     out = np.empty_like(x)
     cpu.forward_2d(x, LAM, False, out)
@@ -631,7 +607,7 @@ def test_grouped_forward_matches_reference_and_is_per_row(m, monkeypatch, thread
         alone = np.empty_like(x[r:r + 1])
         cpu.forward_2d(x[r:r + 1], LAM, False, alone)
         assert alone.tobytes() == out[r:r + 1].tobytes()
-    monkeypatch.setattr(cpu, "FLAT_ELEMS", 3 * m)
+    monkeypatch.setattr(constants, "FLAT_ELEMS", 3 * m)
     other = np.empty_like(x)
     cpu.forward_2d(x, LAM, False, other)
     assert other.tobytes() == out.tobytes()
@@ -664,6 +640,43 @@ def test_kept_backward_matches_reference_and_aliases(m, threads):
     alone = np.empty_like(x[7:8])
     cpu.backward_2d(x[7:8], g[7:8], LAM, False, alone)
     assert alone.tobytes() == out[7:8].tobytes()
+    numba.set_num_threads(1)
+    one = np.empty_like(x)
+    cpu.backward_2d(x, g, LAM, False, one)
+    assert one.tobytes() == out.tobytes()
+
+
+@pytest.mark.parametrize("m", [2, 49, 196, 256])
+def test_grouped_backward_matches_reference_and_is_per_row(m, monkeypatch, threads):
+    assert m <= constants.FLAT_BW_MAX_M
+    calls = []
+    grouped = cpu.grouped.backward_flat_f32
+    monkeypatch.setattr(cpu.grouped, "backward_flat_f32",
+                        lambda *a: calls.append(1) or grouped(*a))
+    nc = 2 * (constants.FLAT_BW_ELEMS // m) + 5  # a partial last group
+    x = mixed_rows(nc, m, seed=45)
+    g = sample((nc, m), np.float32, seed=46, loc=0.0)
+    g[5] = g[5] * np.float32(1e30)  # float32 sums overflow: float64 fallback row
+    out = np.empty_like(x)
+    cpu.backward_2d(x, g, LAM, False, out)
+    assert calls
+    ref = reference_rows(x, g)
+    scale = np.max(np.abs(ref), axis=1, keepdims=True)
+    assert np.all(np.abs(out.astype(np.float64) - ref) <= 2e-6 * scale)
+    # every row's bits are its own: alone, in other groupings, aliased, any thread count
+    for r in (0, 3, 5, nc - 1):
+        alone = np.empty_like(x[r:r + 1])
+        cpu.backward_2d(x[r:r + 1], g[r:r + 1], LAM, False, alone)
+        assert alone.tobytes() == out[r:r + 1].tobytes()
+    monkeypatch.setattr(constants, "FLAT_BW_ELEMS", 3 * m)
+    other = np.empty_like(x)
+    cpu.backward_2d(x, g, LAM, False, other)
+    assert other.tobytes() == out.tobytes()
+    for target in ("x", "g"):
+        x1, g1 = x.copy(), g.copy()
+        o1 = x1 if target == "x" else g1
+        cpu.backward_2d(x1, g1, LAM, False, o1)
+        assert o1.tobytes() == out.tobytes()
     numba.set_num_threads(1)
     one = np.empty_like(x)
     cpu.backward_2d(x, g, LAM, False, one)

@@ -1,10 +1,11 @@
 """CUDA kernels (``backend="cuda"``): on a GPU, or under Numba's CUDA simulator.
 
 ``tests/conftest.py`` turns the simulator on when no NVIDIA GPU is present and, under
-the simulator only, lowers the launch settings (16 threads per block, groups of 4,
-its ``SIM_LAUNCH``): every simulated thread is a Python thread, so shapes stay tiny.
-The same tests run on a real GPU with the production settings (warp-shuffle
-reductions); tests that depend on particular settings set them with ``tiny_launch``.
+the simulator only, lowers the launch settings in :mod:`simam_ref.constants` (16
+threads per block, groups of 4, its ``SIM_LAUNCH``): every simulated thread is a
+Python thread, so shapes stay tiny.  The same tests run on a real GPU with the
+production settings (warp-shuffle reductions); tests that depend on the small
+settings apply the same ``SIM_LAUNCH`` there too with ``tiny_launch``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import set_sim_launch
 from oracles import exact, official
 
-from simam_ref import simam, simam_backward
+from simam_ref import constants, simam, simam_backward
 from simam_ref.kernels import cuda as kcuda
+from simam_ref.kernels.cuda import kernels as kkernels
+from simam_ref.kernels.cuda import launch as klaunch
+from simam_ref.kernels.cuda import layout as klayout
+from simam_ref.kernels.cuda import runtime as kruntime
+from simam_ref.kernels.cuda import streams as kstreams
 
 if not kcuda.available():
     pytest.skip(f"CUDA backend unavailable: {kcuda.unavailable_reason()}", allow_module_level=True)
@@ -38,10 +45,10 @@ SIG_HALF = 1.0 / (1.0 + math.exp(-0.5))
 
 @pytest.fixture
 def tiny_launch(monkeypatch):
-    """16 threads per block, groups of at least 4 threads, 2 elements per thread."""
-    monkeypatch.setattr(kcuda, "THREADS_PER_BLOCK", 16)
-    monkeypatch.setattr(kcuda, "GROUP_MIN", 4)
-    monkeypatch.setattr(kcuda, "ELEMENTS_PER_THREAD", 2)
+    """conftest's ``SIM_LAUNCH`` (16 threads per block, groups of at least 4 threads, 2
+    elements per thread) on a GPU too; under the simulator its autouse fixture has
+    already set the same values."""
+    set_sim_launch(monkeypatch)
 
 
 # ------------------------------------------------------------- independent truth
@@ -77,8 +84,16 @@ def test_available_and_layout_choice(tiny_launch):
     assert (blocks, group) == (3, tpb)  # one block per channel
 
 
+@pytest.mark.skipif(not SIM, reason="conftest lowers the settings under the simulator only")
+def test_simulator_settings_come_from_conftest_into_constants():
+    from conftest import SIM_LAUNCH
+
+    assert {k: getattr(constants, k) for k in SIM_LAUNCH} == SIM_LAUNCH
+    assert kcuda.launch_config(6, 6)[1:] == (16, 4)  # read from constants at the call
+
+
 def test_threads_per_block_must_be_power_of_two(monkeypatch):
-    monkeypatch.setattr(kcuda, "THREADS_PER_BLOCK", 24)
+    monkeypatch.setattr(constants, "THREADS_PER_BLOCK", 24)
     with pytest.raises(ValueError, match="power of two"):
         kcuda.launch_config(4, 8)
 
@@ -111,8 +126,8 @@ def test_backward_numpy_input(dtype, method):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_block_per_channel_layout(tiny_launch, method):
-    """M = 40 > 16 threads * 2: one whole block per channel, grid-strided."""
-    assert kcuda.launch_config(2, 40)[2] == kcuda.THREADS_PER_BLOCK
+    """M = 40 > 16 threads * 2: one whole block per channel."""
+    assert kcuda.launch_config(2, 40)[2] == constants.THREADS_PER_BLOCK
     x = sample((1, 2, 5, 8), np.float64, seed=3)
     g = sample((1, 2, 5, 8), np.float64, seed=4)
     y = simam(x, LAM, method=method, backend="cuda")
@@ -122,10 +137,26 @@ def test_block_per_channel_layout(tiny_launch, method):
                                rtol=1e-11, atol=1e-13)
 
 
-def test_grid_stride_over_channel_batches(tiny_launch, monkeypatch):
-    monkeypatch.setattr(kcuda, "MAX_BLOCKS", 1)
-    x = sample((3, 3, 1, 5), np.float32, seed=5)  # 9 channels, 4 per block, 1 block
+def test_launches_split_at_max_blocks(tiny_launch, monkeypatch):
+    """9 channels, 4 per block: 3 batches; at most 2 blocks a launch gives two launches."""
+    launched = []
+    real_launch = klaunch._launch
+
+    def spy(kern, config, args):
+        launched.append((config[0], args[-1]))
+        real_launch(kern, config, args)
+
+    monkeypatch.setattr(klaunch, "_launch", spy)
+    monkeypatch.setattr(constants, "MAX_BLOCKS", 2)
+    x = sample((3, 3, 1, 5), np.float32, seed=5)
     np.testing.assert_allclose(simam(x, LAM, backend="cuda"), official(x, LAM), **TOL[np.float32])
+    assert launched == [(2, 0), (1, 2)]  # (blocks, first batch) of each launch
+    launched.clear()
+    monkeypatch.setattr(constants, "MAX_BLOCKS", 1 << 20)
+    g = sample((3, 3, 1, 5), np.float32, seed=6)
+    np.testing.assert_allclose(simam_backward(x, g, LAM, backend="cuda"),
+                               simam_backward(x, g, LAM, backend="numpy"), rtol=2e-6, atol=1e-6)
+    assert launched == [(3, 0)]
 
 
 def test_in_place_numpy():
@@ -213,7 +244,7 @@ def test_channels_last_and_padded_views_run_in_place(monkeypatch):
     def no_copy(*args, **kwargs):
         raise AssertionError("gathered into a contiguous copy")
 
-    monkeypatch.setattr(kcuda, "_contiguous_rows", no_copy)
+    monkeypatch.setattr(klayout, "contiguous_rows", no_copy)
     x = sample((2, 3, 4, 3), np.float32, seed=15)  # (N, H, W, C), axes (1, 2)
     want = simam(x, LAM, axes=(1, 2), backend="numpy")
     xd = cuda.to_device(x)
@@ -268,18 +299,18 @@ def run_path(monkeypatch, regs_setting: int, fn, *args, **kwargs):
     """``fn(*args)`` with ``REGISTER_ELEMENTS = regs_setting``; also the ``regs`` of every
     kernel launched (0: the streaming kernel)."""
     seen = []
-    real = kcuda.kernel
+    real = kkernels.kernel
 
     def spy(*a, **k):
         seen.append(k.get("regs", 0))
         return real(*a, **k)
 
-    monkeypatch.setattr(kcuda, "REGISTER_ELEMENTS", regs_setting)
-    monkeypatch.setattr(kcuda, "kernel", spy)
+    monkeypatch.setattr(constants, "REGISTER_ELEMENTS", regs_setting)
+    monkeypatch.setattr(kkernels, "kernel", spy)
     try:
         return fn(*args, **kwargs), seen
     finally:
-        monkeypatch.setattr(kcuda, "kernel", real)
+        monkeypatch.setattr(kkernels, "kernel", real)
 
 
 LOWP_TOL = {np.float16: dict(rtol=2e-3, atol=2e-3), np.float32: dict(rtol=2e-6, atol=1e-6),
@@ -343,10 +374,10 @@ def test_register_kernels_on_strided_views(tiny_launch, monkeypatch, method):
 
 
 def test_register_elements_choice(monkeypatch):
-    monkeypatch.setattr(kcuda, "REGISTER_ELEMENTS", 4)
+    monkeypatch.setattr(constants, "REGISTER_ELEMENTS", 4)
     assert [kcuda.register_elements(m, 32) for m in (2, 32, 33, 64, 65, 128, 129)] == \
         [1, 1, 2, 2, 4, 4, 0]
-    monkeypatch.setattr(kcuda, "REGISTER_ELEMENTS", 0)
+    monkeypatch.setattr(constants, "REGISTER_ELEMENTS", 0)
     assert kcuda.register_elements(2, 32) == 0
     with pytest.raises(ValueError, match="regs"):
         kcuda.kernel("forward", False, True, regs=-1)
@@ -504,16 +535,17 @@ def test_external_stream_wrappers_are_reused(monkeypatch):
         made.append(handle)
         return SimpleNamespace(handle=handle)
 
-    monkeypatch.setattr(kcuda, "simulator_enabled", lambda: False)
-    monkeypatch.setattr(kcuda.cuda, "external_stream", external_stream, raising=False)
-    monkeypatch.setattr(kcuda, "_EXTERNAL_STREAMS", {})
-    first = kcuda._numba_stream(4242)
-    assert kcuda._numba_stream(4242) is first and made == [4242]
-    assert kcuda._numba_stream(4343) is not first and made == [4242, 4343]
-    assert kcuda._numba_stream(0) == 0
-    monkeypatch.setattr(kcuda, "_EXTERNAL_STREAMS_MAX", 2)
-    kcuda._numba_stream(4444)  # full: cleared, then this one kept
-    assert list(kcuda._EXTERNAL_STREAMS) == [4444]
+    monkeypatch.setattr(kruntime, "simulator_enabled", lambda: False)
+    monkeypatch.setattr(kruntime.numba_cuda(), "external_stream", external_stream,
+                        raising=False)
+    monkeypatch.setattr(kstreams, "_EXTERNAL_STREAMS", {})
+    first = kstreams.numba_stream(4242)
+    assert kstreams.numba_stream(4242) is first and made == [4242]
+    assert kstreams.numba_stream(4343) is not first and made == [4242, 4343]
+    assert kstreams.numba_stream(0) == 0
+    monkeypatch.setattr(kstreams, "_EXTERNAL_STREAMS_MAX", 2)
+    kstreams.numba_stream(4444)  # full: cleared, then this one kept
+    assert list(kstreams._EXTERNAL_STREAMS) == [4444]
 
 
 def test_stream_handle_choice():
@@ -544,7 +576,7 @@ def test_stream_handle_choice():
 @sim_only
 def test_launch_goes_to_the_callers_stream(monkeypatch):
     launched, wrapped = [], []
-    real_launch = kcuda._launch
+    real_launch = klaunch._launch
 
     def spy(kern, config, args):
         launched.append(config[2])
@@ -555,8 +587,8 @@ def test_launch_goes_to_the_callers_stream(monkeypatch):
         wrapped.append((handle, stream))
         return stream
 
-    monkeypatch.setattr(kcuda, "_launch", spy)
-    monkeypatch.setattr(kcuda, "_numba_stream",
+    monkeypatch.setattr(klaunch, "_launch", spy)
+    monkeypatch.setattr(kstreams, "numba_stream",
                         lambda h: h if not isinstance(h, int) or h == 0 else fake_external(h))
     x = sample((1, 2, 2, 2), np.float64, seed=21)
     y = simam(CAI(x.copy(), stream=555), LAM)  # v3 interface: its stream
@@ -675,9 +707,9 @@ needs_gpu = pytest.mark.skipif(SIM, reason="needs a real CUDA GPU")
 @pytest.mark.parametrize("shape", [(4, 8, 56, 56), (4, 64, 7, 7), (2, 16, 14, 14)])
 @pytest.mark.parametrize("method", METHODS)
 def test_production_settings_on_gpu(monkeypatch, shape, method):
-    monkeypatch.setattr(kcuda, "THREADS_PER_BLOCK", 256)
-    monkeypatch.setattr(kcuda, "GROUP_MIN", 32)
-    monkeypatch.setattr(kcuda, "ELEMENTS_PER_THREAD", 8)
+    monkeypatch.setattr(constants, "THREADS_PER_BLOCK", 256)
+    monkeypatch.setattr(constants, "GROUP_MIN", 32)
+    monkeypatch.setattr(constants, "ELEMENTS_PER_THREAD", 8)
     x = sample(shape, np.float32, seed=20)
     g = sample(shape, np.float32, seed=21)
     xd, gd = cuda.to_device(x), cuda.to_device(g)
@@ -751,7 +783,7 @@ def test_tree_and_shuffle_reductions_agree_on_gpu(monkeypatch, shape):
     xd = cuda.to_device(x)
     got = {}
     for shuffle in (True, False):
-        monkeypatch.setattr(kcuda, "WARP_SHUFFLE", shuffle)
+        monkeypatch.setattr(constants, "WARP_SHUFFLE", shuffle)
         got[shuffle] = to_host(simam(xd, LAM, method="exact"))
     ref = simam(x.astype(np.float64), LAM, method="exact", backend="numpy")
     for y in got.values():

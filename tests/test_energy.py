@@ -29,6 +29,17 @@ def test_collapsed_energy_matches_explicit_sum(seed):
     for labels in [(1, -1), (2, 0)]:
         brute = en.full_energy_concrete(others, tt, w, b, lam_v, labels)
         sig = sp.Symbol("s2")
-        coll = en.energy(w, b, labels).subs(en.sigma**2, sig)
+        coll = en.per_neuron_energy(w, b, labels).subs(en.sigma**2, sig)
         coll = coll.subs({en.t: tt, en.mu: mu_v, sig: var_v, en.lam: lam_v})
         assert sp.nsimplify(coll - brute) == 0
+
+
+def test_energy_function_is_per_neuron_energy():
+    import derivations
+
+    # ``energy`` is the module; the function is ``per_neuron_energy`` (old name kept)
+    assert en.energy is en.per_neuron_energy is derivations.per_neuron_energy
+    assert derivations.energy is en
+    e = en.per_neuron_energy(en.W, en.B, (1, -1))
+    assert sp.expand(e - (en.collapsed_energy(label_o=-1) + (1 - en.W * en.t - en.B) ** 2
+                          + en.lam * en.W**2)) == 0

@@ -22,12 +22,13 @@ from numba import njit
 from numba.core import codegen
 
 from simam_ref.kernels import cpu
+from simam_ref.kernels.cpu import base, elements
 
 F32_BOUND = 1.5e-7  # claimed max relative error of exp_neg_f32 on [0, 32]
 F64_BOUND = 5e-16  # claimed max relative error of exp_neg_f64 on [0, 40]
 
 
-# cache=False: Numba's cache does not notice edits to the callee in cpu.py
+# cache=False: Numba's cache does not notice edits to the callee in cpu/fastexp.py
 @njit(cache=False)
 def _apply32(e, out):
     for i in range(e.shape[0]):
@@ -98,18 +99,19 @@ def test_f64_large_inf_nan():
 
 def _loop_source(dtype) -> str:
     """The fused output loop of ``dtype`` (as the kernels run it), compiled only."""
-    paper32, paper64 = cpu._paper_fast_f32, cpu._paper_f64
+    paper32, paper64 = elements.paper_fast_f32, elements.paper_f64
+    fast32, channel = base.Fast32, base.Channel
 
     if dtype == np.float32:
 
         def loop(xb, ob, mu, c):
             for i in range(xb.shape[0]):
-                ob[i] = paper32(xb[i], np.float32(mu), np.float32(0.0), np.float32(c))
+                ob[i] = paper32(xb[i], fast32(np.float32(mu), np.float32(0.0), np.float32(c)))
     else:
 
         def loop(xb, ob, mu, c):
             for i in range(xb.shape[0]):
-                ob[i] = paper64(xb[i], 1.0, mu, c)
+                ob[i] = paper64(xb[i], channel(1.0, mu, 0.0, 0.0), c)
 
     return loop
 

@@ -76,3 +76,12 @@ def test_closed_form_rejects_equal_labels_and_caches():
         mz.closed_form((1, True))
     assert mz.closed_form((1, -1)) is mz.closed_form((1, -1))
     assert mz.closed_form(("1/2", 0.25)).labels == (sp.Rational(1, 2), sp.Rational(1, 4))
+
+
+@pytest.mark.parametrize("labels", [(1, -1), (en.y_t, en.y_o), ("1/3", "-2/7"), (0, 5)])
+def test_closed_form_is_the_solution_of_the_linear_system(labels):
+    cf = mz.closed_form(labels)
+    lt, lo = en._labels(labels)
+    (sol,) = sp.solve(en.stationarity_equations((lt, lo)), [en.W, en.B], dict=True)
+    assert sp.cancel(cf.w_t - sol[en.W]) == 0
+    assert sp.cancel(cf.b_t - sol[en.B]) == 0

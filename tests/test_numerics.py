@@ -169,14 +169,15 @@ def test_bit_identical_run_to_run(backend):
 @pytest.mark.parametrize("split", [False, True])
 def test_cpu_bit_identical_across_thread_counts(split, monkeypatch):
     numba = pytest.importorskip("numba")
+    from simam_ref import constants
     from simam_ref.kernels import cpu
 
     most = numba.config.NUMBA_NUM_THREADS  # the most set_num_threads allows, not the current
     if most < 2:
         pytest.skip(f"Numba has {most} thread here (NUMBA_NUM_THREADS): nothing to compare")
     if split:
-        monkeypatch.setattr(cpu, "SPLIT_MIN_M", 1024)
-        monkeypatch.setattr(cpu, "BLOCK", 256)
+        monkeypatch.setattr(constants, "SPLIT_MIN_M", 1024)
+        monkeypatch.setattr(constants, "BLOCK", 256)
     x = np.random.default_rng(11).normal(size=(3, 5, 64, 64)).astype(np.float32)
     assert cpu.use_split(15, 64 * 64) == split
     results = []

@@ -1,0 +1,72 @@
+"""Every tunable number and numeric limit of simam-ref, in one place.
+
+The NumPy reference, the CPU kernels and the CUDA kernels read these; tests
+monkeypatch them here (``monkeypatch.setattr(constants, "BLOCK", 64)``).  The
+launch and tiling sizes are read by the Python entry points at every call, so a
+patched value takes effect on the next call; none of them changes a result's
+value except through the summation order, which depends on the shape and these
+constants alone (never on the thread count).
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- numeric limits
+#: Floor of the scaled regulariser ``lam * s**2``: keeps every denominator (and
+#: its square) finite and nonzero; it changes a result only where ``lam`` is
+#: ``2**-500`` of the channel's squared scale.
+LAM_FLOOR = 2.0**-500
+#: The per-channel power-of-two scale ``2**-e`` clips the ``frexp`` exponent ``e``
+#: of ``max|x|`` to ``[MIN_EXP, MAX_EXP]``.
+MIN_EXP = -1000
+MAX_EXP = 1100
+
+# ------------------------------------------------------------------ CPU kernels
+#: Elements per partial-sum block.  Fixed (never derived from the thread count),
+#: so the summation order, hence every bit of the result, is fixed.  Tests may
+#: lower it to exercise the multi-block code on small arrays.
+BLOCK = 4096
+#: The within-channel split runs only for channels at least this long ...
+SPLIT_MIN_M = 32768
+#: ... and when there are fewer channels than this (a constant, never the thread
+#: count, so the path, hence the bits, depend on the shape alone).
+SPLIT_MAX_CHANNELS = 16
+#: float32 rows of at most this many neurons run the paper forward in groups of
+#: whole rows: one vector loop over the group instead of one per row, so a
+#: 49-neuron row has no scalar tail.
+FLAT_MAX_M = 128
+#: Neurons per group of the grouped forward (its scratch stays in L1).
+FLAT_ELEMS = 1024
+#: float32 rows of at most this many neurons run the paper backward in groups of
+#: whole rows (``exp`` and the gain of a group in one vector loop).  Larger than
+#: :data:`FLAT_MAX_M`: the grouped backward still pays at 14x14 (196 neurons),
+#: where the grouped forward does not.
+FLAT_BW_MAX_M = 256
+#: Neurons per group of the grouped backward.
+FLAT_BW_ELEMS = 4096
+#: float32 channels of at most this many neurons run the paper backward's element
+#: math once, keeping each neuron's terms in an L1-resident scratch row.
+KEEP_MAX_M = 1024
+#: Most channels per work item of the channels-last kernels.
+NLC_TILE = 4096
+
+# ----------------------------------------------------------------- CUDA kernels
+#: Threads per block (a power of two, at most 1024).
+THREADS_PER_BLOCK = 256
+#: Smallest group of threads per channel (one warp on a GPU).
+GROUP_MIN = 32
+#: Target elements per thread when sizing a group: channels with
+#: ``M <= GROUP_MIN * ELEMENTS_PER_THREAD`` get ``GROUP_MIN`` threads (many
+#: channels per block), channels with ``M > THREADS_PER_BLOCK * ELEMENTS_PER_THREAD / 2``
+#: get the whole block (one block per channel).
+ELEMENTS_PER_THREAD = 8
+#: Register kernels: a channel with ``M <= REGISTER_ELEMENTS * group`` is read once
+#: into registers and the statistics, the backward's reductions and the output
+#: come from there.  0 turns them off (every pass streams ``x`` from memory).
+REGISTER_ELEMENTS = 4
+#: Most blocks per launch; more batches of channels take several launches on the
+#: same stream.
+MAX_BLOCKS = 1 << 20
+#: Reductions: ``None`` picks warp shuffles on a GPU and the shared-memory tree
+#: under the simulator (which has no shuffles); ``True``/``False`` forces one.
+#: Read when a kernel variant is first built.
+WARP_SHUFFLE: bool | None = None

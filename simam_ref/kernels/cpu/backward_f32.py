@@ -1,0 +1,171 @@
+"""float32 paper backward of the channel path, in float32 SIMD.
+
+With ``z = u kk`` (``kk = sqrt(k)``, as the forward's fast loop), ``E = z**2 + 1/2``,
+``q alpha = q z (2 kk)``, ``q beta = q z**2 (8 kk**2 / n)``: every per-neuron value
+in float32 SIMD (8 lanes on AVX2 instead of 4 in float64), the two channel sums
+accumulated in float64.  Channels near float32's range limits, sums that fail
+:func:`bw_sums_ok`, and the exact method fall back to :mod:`.backward`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ...constants import LAM_FLOOR
+from .backward import bw_out, bw_sums
+from .base import (
+    ELEM,
+    FAST_LIM,
+    HALF32,
+    NB,
+    ONE32,
+    RED,
+    Channel,
+    FastBw32,
+    Sums,
+    row_consts,
+    split_mu,
+    with_k,
+    writable_alias,
+)
+from .fastexp import exp_neg_f32
+from .stats import row_stats_f32
+
+
+@njit(fastmath=ELEM, inline="always", **NB)
+def bw_fast_f32(xv, gv, f):
+    """float32 ``(go g, q alpha, q beta, u)`` of one neuron (paper method) of the
+    channel with :data:`~.base.FastBw32` ``f``.  Twins: :func:`.backward.bw_elem`
+    (float64) and :func:`.grouped._terms_flat` (per-element row scalars)."""
+    u = (xv - f.mu_hi) - f.mu_lo
+    z = u * f.kk
+    z2 = z * z
+    t = exp_neg_f32(z2 + HALF32)
+    g = ONE32 / (ONE32 + t)
+    q = gv * xv * g * (t * g)
+    return gv * g, q * z * f.a2, q * z2 * f.b8, u
+
+
+@njit(**NB)
+def fast_bw32(mu, s2, lam, row):
+    """``(ok, f)``: the :data:`~.base.FastBw32` ``f`` of a float32 channel and whether
+    it may run the float32 backward: ``|mu|, sqrt(S2) < FAST_LIM`` and ``1/den``
+    (``den = 4 (S2/n + lam)``) squared inside float32's normal range."""
+    den = 4.0 * (s2 / row.n + lam)
+    ok = abs(mu) < FAST_LIM and s2 < FAST_LIM * FAST_LIM and 2.0**-60 < den < 2.0**60
+    mu_hi, mu_lo = split_mu(mu)
+    kk = 1.0 / math.sqrt(den)
+    return ok, FastBw32(mu_hi, mu_lo, np.float32(kk), np.float32(2.0 * kk),
+                        np.float32(8.0 * kk * kk / row.n))
+
+
+@njit(**NB)
+def bw_sums_ok(p1, p2, sg, m):
+    """Whether the float32 sums are trustworthy: finite (no float32 overflow) and
+    ``mean |go|`` far from float32's overflow and underflow (or exactly 0)."""
+    gm = sg / m
+    return math.isfinite(p1) and math.isfinite(p2) and (gm == 0.0 or 2.0**-60 < gm < 2.0**60)
+
+
+@njit(fastmath=RED, **NB)
+def _sums_fast(xb, gb, f, sb):
+    """``sum(q alpha)``, ``sum(q beta)`` and ``sum(|go|)`` (float64) of one row; a
+    non-empty ``sb`` (one row long) also keeps ``go g + q alpha`` of neuron ``i`` in
+    ``sb[i]`` (two twin loops: the store must not be in the other's loop)."""
+    p1 = 0.0
+    p2 = 0.0
+    sg = 0.0
+    if sb.shape[0] > 0:
+        for i in range(xb.shape[0]):
+            gv = gb[i]
+            gg, qa, qb, _ = bw_fast_f32(xb[i], gv, f)
+            sb[i] = gg + qa
+            p1 += np.float64(qa)
+            p2 += np.float64(qb)
+            sg += np.float64(abs(gv))
+    else:
+        for i in range(xb.shape[0]):
+            gv = gb[i]
+            _, qa, qb, _ = bw_fast_f32(xb[i], gv, f)
+            p1 += np.float64(qa)
+            p2 += np.float64(qb)
+            sg += np.float64(abs(gv))
+    return p1, p2, sg
+
+
+@njit(fastmath=ELEM, **NB)
+def _out_fast(xb, gb, ob, f, p1m, p2, alias):
+    """Output of one row from :func:`bw_fast_f32` (``alias`` as
+    :func:`.backward.bw_out`, whose three loops these twin)."""
+    if alias == 1:
+        wx = writable_alias(xb, ob)
+        for i in range(xb.shape[0]):
+            gg, qa, _, u = bw_fast_f32(wx[i], gb[i], f)
+            wx[i] = gg + qa - p1m - u * p2
+    elif alias == 2:
+        wg = writable_alias(gb, ob)
+        for i in range(xb.shape[0]):
+            gg, qa, _, u = bw_fast_f32(xb[i], wg[i], f)
+            wg[i] = gg + qa - p1m - u * p2
+    else:
+        for i in range(xb.shape[0]):
+            gg, qa, _, u = bw_fast_f32(xb[i], gb[i], f)
+            ob[i] = gg + qa - p1m - u * p2
+
+
+@njit(fastmath=ELEM, **NB)
+def _out_keep(xb, sb, ob, f, p1m, p2, alias):
+    """Output of one row from the kept ``go g + q alpha`` in ``sb``; ``grad_out`` is
+    not read again, so ``alias`` 2 writes ``ob`` as a separate array (in-place and
+    out-of-place twin loops)."""
+    if alias == 1:
+        wx = writable_alias(xb, ob)
+        for i in range(xb.shape[0]):
+            wx[i] = sb[i] - p1m - ((wx[i] - f.mu_hi) - f.mu_lo) * p2
+    else:
+        for i in range(xb.shape[0]):
+            ob[i] = sb[i] - p1m - ((xb[i] - f.mu_hi) - f.mu_lo) * p2
+
+
+@njit(**NB)
+def bw_row_f32(x2, g2, out2, c, row, lam, exact, alias, sb):
+    """Backward of float32 row ``c``; an empty ``sb`` evaluates the element math in
+    both passes, else ``sb`` (one row long) keeps it from the sums pass."""
+    m = row.m
+    xr = x2[c]
+    gr = g2[c]
+    orow = out2[c]
+    mu, s2 = row_stats_f32(x2, c, m)
+    if not exact:
+        ok, f = fast_bw32(mu, s2, lam, row)
+        if ok:
+            p1, p2, sg = _sums_fast(xr, gr, f, sb)
+            if bw_sums_ok(p1, p2, sg, m):
+                p1m = np.float32(p1 / m)
+                if sb.shape[0] > 0:
+                    _out_keep(xr, sb, orow, f, p1m, np.float32(p2), alias)
+                else:
+                    _out_fast(xr, gr, orow, f, p1m, np.float32(p2), alias)
+                return
+    ck = with_k(Channel(1.0, mu, s2, lam), row)
+    p1, p2 = bw_sums(xr, gr, ck, row, exact)
+    bw_out(xr, gr, orow, ck, row, exact, Sums(p1 / m, p2), alias)
+
+
+@njit(parallel=True, **NB)
+def backward_channels_f32(x2, g2, lam, exact, out2, alias, chunk, keep_max):
+    """Channel path of the float32 backward: ``prange`` over chunks of ``chunk``
+    channels (scheduling only: every channel's bits are its own), each with one
+    scratch row for the paper rows of at most ``keep_max`` neurons."""
+    nc, m = x2.shape
+    lam_s = max(lam, LAM_FLOOR)
+    keep = m if (m <= keep_max and not exact) else 0
+    nw = (nc + chunk - 1) // chunk
+    for w in prange(nw):
+        row = row_consts(m)  # in the parfor: numba#4846
+        sb = np.empty(keep, dtype=np.float32)
+        for c in range(w * chunk, min(nc, (w + 1) * chunk)):
+            bw_row_f32(x2, g2, out2, c, row, lam_s, exact, alias, sb)

@@ -1,0 +1,176 @@
+"""Channels-last float32 forward: the ``(batch, M, channels)`` memory of an
+``(N, H, W, C)`` array as it is.
+
+``x3[b, i, :]`` holds neuron ``i`` of every channel of batch item ``b``, contiguous.
+The inner loops run over channels, one SIMD lane per channel: the statistics,
+square root and division run for a whole vector of channels at a time, no vector
+has a per-channel tail, and each channel's sums still run in neuron order (no
+reduction crosses lanes), so the bits depend neither on the tile width nor on the
+thread count.  Flat indices are unsigned: no negative-index wraparound, no per-row
+views (whose reference counting costs more than a short row of arithmetic).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+from numba import njit, prange
+
+from ...constants import LAM_FLOOR
+from .base import (
+    ELEM,
+    NB,
+    ONE32,
+    TINY32,
+    Channel,
+    Exact32,
+    Fast32,
+    fast_f32_ok,
+    four_var,
+    nblocks,
+    row_consts,
+    split_mu,
+    writable_alias,
+)
+from .elements import exact_fast_f32, paper_fast_f32
+from .forward import fwd_block_f32
+
+#: ``t`` channels of a flat channels-last array: channel ``c < t`` of neuron ``i < m``
+#: is at ``base + i * stride + c``.
+Tile = namedtuple("Tile", ["base", "stride", "m", "t"])
+
+
+@njit(**NB)
+def tile_of(w, nt, m, nc, width):
+    """The :data:`Tile` of work item ``w`` of ``(batch item, tile of width channels)``
+    over ``nt`` tiles per batch item of ``nc`` channels and ``m`` neurons."""
+    b = w // nt
+    c0 = (w - b * nt) * width
+    return Tile(b * m * nc + c0, nc, m, min(width, nc - c0))
+
+
+@njit(fastmath=ELEM, **NB)
+def nlc_stats(xf, tl, sc):
+    """``(mu, S2)`` (float64 views of the scratch ``sc`` of shape ``(>= 3, >= t)``) of
+    the channels of tile ``tl`` of the flat float32 array ``xf``: one pass over
+    ``x - x[neuron 0]``, as :func:`~.stats.row_stats_f32`."""
+    t = tl.t
+    x0 = sc[0, :t]
+    s1 = sc[1, :t]
+    s2 = sc[2, :t]
+    u0 = np.uint64(tl.base)
+    for c in range(t):
+        x0[c] = np.float64(xf[u0 + np.uint64(c)])
+        s1[c] = 0.0
+        s2[c] = 0.0
+    for i in range(1, tl.m):
+        u = np.uint64(tl.base + i * tl.stride)
+        for c in range(t):
+            v = np.float64(xf[u + np.uint64(c)]) - x0[c]
+            s1[c] += v
+            s2[c] += v * v
+    for c in range(t):
+        q = s1[c]
+        x0[c] = x0[c] + q / tl.m
+        s2[c] = max(s2[c] - q * q / tl.m, 0.0)
+    return x0, s2
+
+
+@njit(**NB)
+def _fwd_lanes(xf, of, tl, sp, exact, inplace):
+    """The vector loops of :func:`_fwd_tile`: every channel of ``tl`` with the
+    per-channel float32 scalars ``mu_hi, mu_lo, kk, floor`` in rows 0-3 of ``sp``
+    (in-place and out-of-place twins, as :func:`~.forward.fwd_block_f32`)."""
+    t = tl.t
+    row = row_consts(tl.m)
+    r2 = np.float32(row.r * row.r)
+    q = np.float32(row.r * (4.0 * row.inv_n))
+    muh = sp[0, :t]
+    mul = sp[1, :t]
+    kk = sp[2, :t]
+    fl = sp[3, :t]
+    wf = writable_alias(xf, of)
+    for i in range(tl.m):
+        u = np.uint64(tl.base + i * tl.stride)
+        if exact:
+            if inplace:
+                for c in range(t):
+                    uc = u + np.uint64(c)
+                    wf[uc] = exact_fast_f32(wf[uc], Fast32(muh[c], mul[c], kk[c]),
+                                            Exact32(r2, q, fl[c]))
+            else:
+                for c in range(t):
+                    uc = u + np.uint64(c)
+                    of[uc] = exact_fast_f32(xf[uc], Fast32(muh[c], mul[c], kk[c]),
+                                            Exact32(r2, q, fl[c]))
+        elif inplace:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                wf[uc] = paper_fast_f32(wf[uc], Fast32(muh[c], mul[c], kk[c]))
+        else:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                of[uc] = paper_fast_f32(xf[uc], Fast32(muh[c], mul[c], kk[c]))
+
+
+@njit(**NB)
+def _fwd_tile(xf, of, tl, lam, exact, inplace, sc, sp, slow):
+    """Forward of the channels of tile ``tl`` into the same places of ``of`` (flat
+    float32, channels-last; ``of`` may be ``xf``); scratch ``sc`` float64 ``(3, >= t)``,
+    ``sp`` float32 ``(4, >= t)``, ``slow`` bool ``(>= t)``.
+
+    Channels that pass :func:`~.base.fast_f32_ok` run in the vector loop; any other
+    channel (huge values, NaN) is saved first and redone by
+    :func:`~.forward.fwd_block_f32` on its own, so its neighbours keep their bits.
+    """
+    t = tl.t
+    m = tl.m
+    row = row_consts(m)
+    mu, s2 = nlc_stats(xf, tl, sc)
+    nslow = 0
+    for c in range(t):
+        den = four_var(s2[c], lam, row)
+        slow[c] = not fast_f32_ok(mu[c], s2[c], den)
+        if slow[c]:  # placeholder gain in the vector loop; redone below
+            nslow += 1
+            sp[0, c] = 0.0
+            sp[1, c] = 0.0
+            sp[2, c] = 0.0
+            sp[3, c] = 1.0
+        else:
+            mu_hi, mu_lo = split_mu(mu[c])
+            sp[0, c] = mu_hi
+            sp[1, c] = mu_lo
+            sp[2, c] = ONE32 / np.sqrt(np.float32(den))
+            sp[3, c] = max(np.float32(4.0 * lam / den), TINY32)
+    saved = np.empty((nslow, m), np.float32)
+    j = 0
+    for c in range(t):
+        if slow[c]:
+            for i in range(m):
+                saved[j, i] = xf[tl.base + i * tl.stride + c]
+            j += 1
+    _fwd_lanes(xf, of, tl, sp, exact, inplace)
+    col = np.empty(m if nslow else 0, np.float32)
+    j = 0
+    for c in range(t):
+        if slow[c]:
+            fwd_block_f32(saved[j], col, Channel(1.0, mu[c], s2[c], lam), row, exact, False)
+            for i in range(m):
+                of[tl.base + i * tl.stride + c] = col[i]
+            j += 1
+
+
+@njit(parallel=True, **NB)
+def forward_nlc_f32(x3, lam, exact, out3, width, inplace):
+    """Channels-last forward: ``prange`` over (batch item, tile of ``width`` channels)."""
+    nb, m, nc = x3.shape
+    nt = nblocks(nc, width)
+    lam_s = max(lam, LAM_FLOOR)
+    xf = x3.reshape(-1)
+    of = out3.reshape(-1)
+    for w in prange(nb * nt):
+        t = min(width, nc)
+        _fwd_tile(xf, of, tile_of(w, nt, m, nc, width), lam_s, exact, inplace,
+                  np.empty((3, t)), np.empty((4, t), np.float32), np.empty(t, np.bool_))

@@ -1,0 +1,169 @@
+"""Channels-last float32 backward (layout and lanes as :mod:`.nlc`): the paper
+method in float32 SIMD where :func:`~.backward_f32.fast_bw32` and
+:func:`~.backward_f32.bw_sums_ok` allow, else the float64 element math of
+:func:`~.backward.bw_elem`, one lane per channel in both."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from ...constants import LAM_FLOOR
+from .backward import bw_elem, bw_val
+from .backward_f32 import bw_fast_f32, bw_sums_ok, fast_bw32
+from .base import (
+    ELEM,
+    NB,
+    Channel,
+    ChannelK,
+    FastBw32,
+    Sums,
+    nblocks,
+    paper_k,
+    row_consts,
+    writable_alias,
+)
+from .nlc import nlc_stats, tile_of
+
+
+@njit(fastmath=ELEM, **NB)
+def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
+    """Sums and output of the float32 paper backward of tile ``tl`` given each
+    channel's :data:`~.base.FastBw32` fields in rows 0-4 of ``sp``; False, with
+    nothing written, when a channel's sums fail :func:`~.backward_f32.bw_sums_ok`."""
+    t = tl.t
+    muh, mul, kk, a2, b8 = sp[0, :t], sp[1, :t], sp[2, :t], sp[3, :t], sp[4, :t]
+    p1, p2, sg = sc[3, :t], sc[4, :t], sc[5, :t]
+    for c in range(t):
+        p1[c] = 0.0
+        p2[c] = 0.0
+        sg[c] = 0.0
+    for i in range(tl.m):
+        u = np.uint64(tl.base + i * tl.stride)
+        for c in range(t):
+            uc = u + np.uint64(c)
+            gv = gf[uc]
+            _, qa, qb, _ = bw_fast_f32(xf[uc], gv, FastBw32(muh[c], mul[c], kk[c], a2[c], b8[c]))
+            p1[c] += np.float64(qa)
+            p2[c] += np.float64(qb)
+            sg[c] += np.float64(abs(gv))
+    p1m, p2f = sp[5, :t], sp[6, :t]
+    for c in range(t):
+        if not bw_sums_ok(p1[c], p2[c], sg[c], tl.m):
+            return False
+        p1m[c] = np.float32(p1[c] / tl.m)
+        p2f[c] = np.float32(p2[c])
+    wx = writable_alias(xf, of)
+    wg = writable_alias(gf, of)
+    # three alias twin loops (as in backward.bw_out); float64 twin: the end of _tile
+    for i in range(tl.m):
+        u = np.uint64(tl.base + i * tl.stride)
+        if alias == 1:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                f = FastBw32(muh[c], mul[c], kk[c], a2[c], b8[c])
+                gg, qa, _, uu = bw_fast_f32(wx[uc], gf[uc], f)
+                wx[uc] = gg + qa - p1m[c] - uu * p2f[c]
+        elif alias == 2:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                f = FastBw32(muh[c], mul[c], kk[c], a2[c], b8[c])
+                gg, qa, _, uu = bw_fast_f32(xf[uc], wg[uc], f)
+                wg[uc] = gg + qa - p1m[c] - uu * p2f[c]
+        else:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                f = FastBw32(muh[c], mul[c], kk[c], a2[c], b8[c])
+                gg, qa, _, uu = bw_fast_f32(xf[uc], gf[uc], f)
+                of[uc] = gg + qa - p1m[c] - uu * p2f[c]
+    return True
+
+
+@njit(**NB)
+def _fast_tile(xf, gf, of, tl, lam, alias, mu, s2, sc, sp):
+    """Float32 paper backward of tile ``tl`` (:func:`~.backward_f32.bw_fast_f32`, a
+    lane per channel); False, with nothing written, when a channel fails
+    :func:`~.backward_f32.fast_bw32` or its sums fail (the caller then runs float64)."""
+    row = row_consts(tl.m)
+    for c in range(tl.t):
+        ok, f = fast_bw32(mu[c], s2[c], lam, row)
+        if not ok:
+            return False
+        sp[0, c] = f.mu_hi
+        sp[1, c] = f.mu_lo
+        sp[2, c] = f.kk
+        sp[3, c] = f.a2
+        sp[4, c] = f.b8
+    return _fast_lanes(xf, gf, of, tl, alias, sc, sp)
+
+
+@njit(fastmath=ELEM, **NB)
+def _sums64(xf, gf, tl, row, lam, exact, sc):
+    """``mean(q alpha)``, ``sum(q beta)`` (rows 4, 5 of ``sc``) of every channel of
+    tile ``tl`` from :func:`~.backward.bw_elem`, in neuron order; ``mu``, ``S2``, ``k``
+    in rows 0, 2, 3."""
+    t = tl.t
+    mu, s2, k, p1, p2 = sc[0, :t], sc[2, :t], sc[3, :t], sc[4, :t], sc[5, :t]
+    for i in range(tl.m):
+        u = np.uint64(tl.base + i * tl.stride)
+        for c in range(t):
+            uc = u + np.uint64(c)
+            _, qa, qb, _ = bw_elem(xf[uc], gf[uc], ChannelK(1.0, mu[c], s2[c], lam, k[c]), row,
+                                   exact)
+            p1[c] += qa
+            p2[c] += qb
+    for c in range(t):
+        p1[c] /= tl.m
+
+
+@njit(**NB)
+def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp):
+    """Backward of the channels of tile ``tl`` (float32, channels-last, flat arrays
+    as in :mod:`.nlc`): :func:`_fast_tile` where it applies, else float64 element
+    math; scratch ``sc`` float64 ``(6, >= t)``, ``sp`` float32 ``(7, >= t)``."""
+    t = tl.t
+    row = row_consts(tl.m)
+    mu, s2 = nlc_stats(xf, tl, sc)
+    if not exact and _fast_tile(xf, gf, of, tl, lam, alias, mu, s2, sc, sp):
+        return
+    k, p1, p2 = sc[3, :t], sc[4, :t], sc[5, :t]
+    for c in range(t):
+        k[c] = paper_k(Channel(1.0, mu[c], s2[c], lam), row)
+        p1[c] = 0.0
+        p2[c] = 0.0
+    _sums64(xf, gf, tl, row, lam, exact, sc)
+    wx = writable_alias(xf, of)
+    wg = writable_alias(gf, of)
+    # three alias twin loops (as in backward.bw_out); float32 twin: end of _fast_lanes
+    for i in range(tl.m):
+        u = np.uint64(tl.base + i * tl.stride)
+        if alias == 1:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                wx[uc] = bw_val(wx[uc], gf[uc], ChannelK(1.0, mu[c], s2[c], lam, k[c]), row,
+                                exact, Sums(p1[c], p2[c]))
+        elif alias == 2:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                wg[uc] = bw_val(xf[uc], wg[uc], ChannelK(1.0, mu[c], s2[c], lam, k[c]), row,
+                                exact, Sums(p1[c], p2[c]))
+        else:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                of[uc] = bw_val(xf[uc], gf[uc], ChannelK(1.0, mu[c], s2[c], lam, k[c]), row,
+                                exact, Sums(p1[c], p2[c]))
+
+
+@njit(parallel=True, **NB)
+def backward_nlc_f32(x3, g3, lam, exact, out3, width, alias):
+    """Channels-last backward: ``prange`` over (batch item, tile of ``width`` channels)."""
+    nb, m, nc = x3.shape
+    nt = nblocks(nc, width)
+    lam_s = max(lam, LAM_FLOOR)
+    xf = x3.reshape(-1)
+    gf = g3.reshape(-1)
+    of = out3.reshape(-1)
+    for w in prange(nb * nt):
+        t = min(width, nc)
+        _tile(xf, gf, of, tile_of(w, nt, m, nc, width), lam_s, exact, alias,
+              np.empty((6, t)), np.empty((7, t), np.float32))

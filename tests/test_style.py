@@ -1,0 +1,116 @@
+"""Style checks of the source tree: ruff is clean, docstrings are there, modules stay small.
+
+* ``ruff check`` of the whole repository passes (the rules are in ``pyproject.toml``).
+* Docstrings, read with :mod:`ast` (nothing is imported): every module has one;
+  every function and class defined at module level in ``simam_ref/kernels/``
+  (private ones too: each states what it computes) and every public one in the
+  rest of ``simam_ref/`` and in ``derivations/``.
+* No module under ``simam_ref/`` or ``derivations/`` is longer than
+  :data:`MAX_LINES` lines.
+
+Each case is one module, so a failure names the file.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("simam_ref", "derivations")
+KERNELS = Path("simam_ref", "kernels")
+MAX_LINES = 350
+
+MODULES = sorted(
+    path.relative_to(ROOT) for pkg in PACKAGES for path in (ROOT / pkg).rglob("*.py")
+)
+
+
+def _ids(path: Path) -> str:
+    return path.as_posix()
+
+
+def undocumented(source: str, all_private: bool) -> list[str]:
+    """What lacks a docstring: ``"module"`` and each module-level function/class name.
+
+    Private names (leading underscore) count only when ``all_private`` is true.
+    """
+    tree = ast.parse(source)
+    missing = [] if ast.get_docstring(tree) else ["module"]
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        if node.name.startswith("_") and not all_private:
+            continue
+        if not ast.get_docstring(node):
+            missing.append(f"{node.name} (line {node.lineno})")
+    return missing
+
+
+def test_modules_are_found():
+    names = {p.as_posix() for p in MODULES}
+    assert {"simam_ref/api.py", "derivations/check.py", "derivations/claims.py"} <= names
+    assert any(p.is_relative_to(KERNELS) for p in MODULES)
+
+
+def test_the_docstring_check_sees_what_is_missing():
+    src = 'def f():\n    pass\n\n\ndef _g():\n    pass\n\n\nclass C:\n    """Doc."""\n'
+    assert undocumented(src, all_private=False) == ["module", "f (line 1)"]
+    assert undocumented(src, all_private=True) == ["module", "f (line 1)", "_g (line 5)"]
+    assert undocumented('"""Doc."""\n', all_private=True) == []
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_ids)
+def test_docstrings(path: Path):
+    all_private = path.is_relative_to(KERNELS)
+    missing = undocumented((ROOT / path).read_text(encoding="utf-8"), all_private)
+    what = "function/class" if all_private else "public function/class"
+    assert not missing, f"{path.as_posix()}: no docstring on {what}: {', '.join(missing)}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_ids)
+def test_module_length(path: Path):
+    lines = len((ROOT / path).read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{path.as_posix()}: {lines} lines (at most {MAX_LINES})"
+
+
+def test_ruff_is_clean():
+    if importlib.util.find_spec("ruff") is None:
+        pytest.skip("ruff is not installed (it is in the dev extra)")
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format=concise", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, f"ruff check . failed:\n{out.stdout[-4000:]}{out.stderr[-2000:]}"
+
+
+def _layout_section() -> str:
+    """The README's ``## Layout`` section (up to the next ``## `` heading)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("\n## Layout")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_ids)
+def test_readme_layout_names_every_module(path):
+    """The README's Layout section names every module of the packages (its stem, as
+    ``name.py`` or, inside ``kernels/``, as a bare word), so it cannot drift from the tree."""
+    if path.name == "__init__.py":
+        pytest.skip("package files are named by their folder")
+    layout = _layout_section()
+    stem = path.stem
+    named = f"{stem}.py" in layout or (
+        path.is_relative_to(KERNELS) and f"{path.parent.name}/" in layout
+        and re.search(rf"\b{re.escape(stem)}\b", layout) is not None
+    )
+    assert named, f"README.md's Layout section does not mention {path.as_posix()}"
