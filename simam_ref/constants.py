@@ -1,14 +1,24 @@
 """Every tunable number and numeric limit of simam-ref, in one place.
 
-The NumPy reference, the CPU kernels and the CUDA kernels read these; tests
-monkeypatch them here (``monkeypatch.setattr(constants, "BLOCK", 64)``).  The
-launch and tiling sizes are read by the Python entry points at every call, so a
-patched value takes effect on the next call; none of them changes a result's
-value except through the summation order, which depends on the shape and these
-constants alone (never on the thread count).
+The NumPy reference, the CPU kernels and the CUDA kernels read these.  The
+launch and tiling sizes (CPU and CUDA sections below) are read by the Python
+entry points at every call, so tests monkeypatch them here
+(``monkeypatch.setattr(constants, "BLOCK", 64)``) and a patched value takes effect
+on the next call; none of them changes a result's value except through the
+summation order, which depends on the shape and these constants alone (never on
+the thread count).  The numeric limits are compiled into the kernels (CPU kernels
+when first compiled, CUDA kernels when a variant is first built): they are fixed
+for the process.
+
+The tunables used to live on the kernel modules (``kernels.cpu.BLOCK``,
+``kernels.cuda.THREADS_PER_BLOCK``, ...); those names still read the values here,
+and assigning them is an error that says to set them here (:func:`forward_tunables`).
 """
 
 from __future__ import annotations
+
+import sys
+import types
 
 # ---------------------------------------------------------------- numeric limits
 #: Floor of the scaled regulariser ``lam * s**2``: keeps every denominator (and
@@ -70,3 +80,37 @@ MAX_BLOCKS = 1 << 20
 #: under the simulator (which has no shuffles); ``True``/``False`` forces one.
 #: Read when a kernel variant is first built.
 WARP_SHUFFLE: bool | None = None
+
+
+#: The tunables each kernel package used to define itself (see :func:`forward_tunables`).
+CPU_TUNABLES = ("BLOCK", "SPLIT_MIN_M", "SPLIT_MAX_CHANNELS", "FLAT_MAX_M", "FLAT_ELEMS",
+                "KEEP_MAX_M", "NLC_TILE")
+CUDA_TUNABLES = ("THREADS_PER_BLOCK", "GROUP_MIN", "ELEMENTS_PER_THREAD", "REGISTER_ELEMENTS",
+                 "MAX_BLOCKS", "WARP_SHUFFLE")
+
+
+class _ForwardingModule(types.ModuleType):
+    """A module whose names listed in its ``_TUNABLES`` read this module's values and
+    refuse assignment (a copy there would silently do nothing)."""
+
+    def __getattr__(self, name: str):
+        """``module.NAME`` of a forwarded tunable reads ``constants.NAME``."""
+        if name in self.__dict__.get("_TUNABLES", ()):
+            return globals()[name]
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """Assigning a forwarded tunable is an error that names its home."""
+        if name in self.__dict__.get("_TUNABLES", ()):
+            raise AttributeError(f"{self.__name__}.{name} is read from simam_ref.constants: "
+                                 f"set simam_ref.constants.{name} instead")
+        super().__setattr__(name, value)
+
+
+def forward_tunables(module_name: str, names: tuple[str, ...]) -> None:
+    """Make ``module_name.NAME`` for each of ``names`` read ``constants.NAME``, and
+    assigning it an error naming ``constants``: code written against the old
+    per-module tunables reads the right value, and a write cannot silently miss."""
+    module = sys.modules[module_name]
+    module.__dict__["_TUNABLES"] = frozenset(names)
+    module.__class__ = _ForwardingModule

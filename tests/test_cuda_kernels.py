@@ -152,8 +152,12 @@ def test_launches_split_at_max_blocks(tiny_launch, monkeypatch):
     np.testing.assert_allclose(simam(x, LAM, backend="cuda"), official(x, LAM), **TOL[np.float32])
     assert launched == [(2, 0), (1, 2)]  # (blocks, first batch) of each launch
     launched.clear()
-    monkeypatch.setattr(constants, "MAX_BLOCKS", 1 << 20)
     g = sample((3, 3, 1, 5), np.float32, seed=6)
+    np.testing.assert_allclose(simam_backward(x, g, LAM, backend="cuda"),
+                               simam_backward(x, g, LAM, backend="numpy"), rtol=2e-6, atol=1e-6)
+    assert launched == [(2, 0), (1, 2)]
+    launched.clear()
+    monkeypatch.setattr(constants, "MAX_BLOCKS", 1 << 20)
     np.testing.assert_allclose(simam_backward(x, g, LAM, backend="cuda"),
                                simam_backward(x, g, LAM, backend="numpy"), rtol=2e-6, atol=1e-6)
     assert launched == [(3, 0)]

@@ -101,15 +101,31 @@ def _layout_section() -> str:
     return text[start : end if end != -1 else None]
 
 
+def _layout_entry(layout: str, folder: str) -> str:
+    """The Layout entry that starts with ``folder`` and its continuation lines."""
+    lines = layout.splitlines()
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(folder):
+            entry = [line]
+            for nxt in lines[i + 1 :]:
+                if not nxt.startswith(" " * 16):  # the next entry (or the end)
+                    break
+                entry.append(nxt)
+            return "\n".join(entry)
+    return ""
+
+
 @pytest.mark.parametrize("path", [p for p in MODULES if p.name != "__init__.py"], ids=_ids)
 def test_readme_layout_names_every_module(path):
-    """The README's Layout section names every module of the packages (its stem, as
-    ``name.py`` or, inside ``kernels/``, as a bare word), so it cannot drift from the tree.
-    Package files (``__init__.py``) are named by their folder."""
+    """The README's Layout section names every module of the packages, so it cannot
+    drift from the tree: as ``name.py`` (a whole word: ``check.py`` is not
+    ``crosscheck.py``), or, for a module of a kernel package such as
+    ``kernels/cpu/``, by its bare name inside that package's entry.  Package files
+    (``__init__.py``) are named by their folder."""
     layout = _layout_section()
-    stem = path.stem
-    named = f"{stem}.py" in layout or (
-        path.is_relative_to(KERNELS) and f"{path.parent.name}/" in layout
-        and re.search(rf"\b{re.escape(stem)}\b", layout) is not None
-    )
+    stem = re.escape(path.stem)
+    named = re.search(rf"(?<!\w){stem}\.py\b", layout) is not None
+    if not named and path.parent != KERNELS and path.is_relative_to(KERNELS):
+        entry = _layout_entry(layout, f"kernels/{path.parent.name}/")
+        named = re.search(rf"\b{stem}\b", entry) is not None
     assert named, f"README.md's Layout section does not mention {path.as_posix()}"

@@ -45,6 +45,9 @@ __all__ = [
     "use_split",
 ]
 
+# the tunables this package used to define: aliases of simam_ref.constants
+constants.forward_tunables(__name__, constants.CPU_TUNABLES)
+
 
 def use_split(channels: int, m: int) -> bool:
     """Whether the within-channel split path runs for ``channels`` rows of ``M``.

@@ -27,6 +27,7 @@ live in :mod:`simam_ref.constants` (``THREADS_PER_BLOCK``, ``GROUP_MIN``,
 
 from __future__ import annotations
 
+from ... import constants
 from .device import backward_2d, forward_2d, simam_backward_device, simam_device
 from .kernels import Kind, kernel
 from .launch import launch_config, register_elements
@@ -50,3 +51,6 @@ __all__ = [
     "unavailable_reason",
     "use_shuffle",
 ]
+
+# the tunables this package used to define: aliases of simam_ref.constants
+constants.forward_tunables(__name__, constants.CUDA_TUNABLES)
