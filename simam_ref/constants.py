@@ -54,8 +54,12 @@ FLAT_BW_MAX_M = 256
 #: Neurons per group of the grouped backward.
 FLAT_BW_ELEMS = 4096
 #: float32 channels of at most this many neurons run the paper backward's element
-#: math once, keeping each neuron's terms in an L1-resident scratch row.
-KEEP_MAX_M = 1024
+#: math once, keeping each neuron's ``go g + q alpha`` in a scratch row (16 KiB at
+#: most: 56x56 channels are kept).
+KEEP_MAX_M = 4096
+#: Neurons per block of the float32 paper backward's sums pass: a block's terms are
+#: stored in L1 scratch, then summed in float64.
+BW_SUMS_BLOCK = 1024
 #: Most channels per work item of the channels-last kernels.
 NLC_TILE = 4096
 
@@ -84,7 +88,7 @@ WARP_SHUFFLE: bool | None = None
 
 #: The tunables each kernel package used to define itself (see :func:`forward_tunables`).
 CPU_TUNABLES = ("BLOCK", "SPLIT_MIN_M", "SPLIT_MAX_CHANNELS", "FLAT_MAX_M", "FLAT_ELEMS",
-                "KEEP_MAX_M", "NLC_TILE")
+                "KEEP_MAX_M", "BW_SUMS_BLOCK", "NLC_TILE")
 CUDA_TUNABLES = ("THREADS_PER_BLOCK", "GROUP_MIN", "ELEMENTS_PER_THREAD", "REGISTER_ELEMENTS",
                  "MAX_BLOCKS", "WARP_SHUFFLE")
 

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import tracemalloc
 
+import numba
 import numpy as np
 import pytest
 from test_validation import errors_on_all_backends
@@ -149,11 +150,15 @@ def test_read_only_input_reaches_the_backend_without_a_copy(make, backend, monke
 @pytest.mark.parametrize("path", ["channel", "split"], indirect=True)
 def test_cpu_kernel_copies_nothing_for_read_only_input(kind, path, monkeypatch):
     """Peak allocation (NumPy's and the kernel's) with ``out=`` given is far below one
-    input's size."""
-    x, g = _x(shape=(2, 3, 64, 64)), _x(shape=(2, 3, 64, 64), seed=1)  # 96 KiB each
+    input's size.  The kernels' scratch is per running thread (the float32 backward's
+    is ``4 (KEEP_MAX_M + 2 BW_SUMS_BLOCK)`` bytes = 24 KiB), so two threads run here."""
+    x, g = _x(shape=(2, 8, 64, 64)), _x(shape=(2, 8, 64, 64), seed=1)  # 256 KiB each
     if path == "split":  # the fixture set a small SPLIT_MIN_M for SHAPE; M here is larger
         monkeypatch.setattr(constants, "BLOCK", 1024)  # few partial sums
-        assert cpu.use_split(6, 64 * 64)
+        monkeypatch.setattr(constants, "SPLIT_MAX_CHANNELS", 17)
+        assert cpu.use_split(16, 64 * 64)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     x.flags.writeable = False
     g.flags.writeable = False
     out = np.empty_like(x)
@@ -164,13 +169,16 @@ def test_cpu_kernel_copies_nothing_for_read_only_input(kind, path, monkeypatch):
         else:
             simam_backward(x, g, out=out, backend="cpu")
 
-    call()  # compile outside the measurement
-    tracemalloc.start()
     try:
-        call()
-        peak = tracemalloc.get_traced_memory()[1]
+        call()  # compile outside the measurement
+        tracemalloc.start()
+        try:
+            call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
     finally:
-        tracemalloc.stop()
+        numba.set_num_threads(before)
     assert peak < x.nbytes // 4, f"{peak} bytes allocated for a {x.nbytes}-byte input"
 
 

@@ -620,9 +620,11 @@ def test_grouped_forward_matches_reference_and_is_per_row(m, monkeypatch, thread
     assert one.tobytes() == out.tobytes()
 
 
-@pytest.mark.parametrize("m", [2, 49, 196, 1024, 1025])
+@pytest.mark.parametrize("m", [2, 49, 196, 1024, 1025, 4096, 4097])
 def test_kept_backward_matches_reference_and_aliases(m, threads, monkeypatch):
     monkeypatch.setattr(constants, "FLAT_BW_MAX_M", 0)  # short rows too: no grouped path
+    monkeypatch.setattr(constants, "BW_SUMS_BLOCK", 1000)  # several sums blocks per row
+    assert constants.KEEP_MAX_M == 4096  # 4097: the row is not kept
     nc = 70  # more than one chunk of rows
     x = mixed_rows(nc, m, seed=43)
     g = sample((nc, m), np.float32, seed=44, loc=0.0)

@@ -132,7 +132,8 @@ def backward_2d(
                                   max(1, constants.FLAT_BW_ELEMS // m))
     elif x2.dtype == np.float32:
         backward_f32.backward_channels_f32(x2, g2, lam, exact, out2, alias, chunk(x2.shape[0]),
-                                           int(constants.KEEP_MAX_M))
+                                           int(constants.KEEP_MAX_M),
+                                           int(constants.BW_SUMS_BLOCK))
     else:
         backward.backward_channels(x2, g2, lam, exact, out2, int(constants.BLOCK), alias)
 

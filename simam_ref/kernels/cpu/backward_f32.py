@@ -10,6 +10,7 @@ accumulated in float64.  Channels near float32's range limits, sums that fail
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange
@@ -70,29 +71,52 @@ def bw_sums_ok(p1, p2, sg, m):
     return math.isfinite(p1) and math.isfinite(p2) and (gm == 0.0 or 2.0**-60 < gm < 2.0**60)
 
 
+@njit(fastmath=ELEM, **NB)
+def _terms(xb, gb, f, sb, ta, tb):
+    """Per neuron ``i`` of the block ``xb`` (``grad_out`` ``gb``): ``sb[i] = go g + q
+    alpha``, ``ta[i] = q alpha``, ``tb[i] = q beta`` (stores only: a loop with no
+    reduction vectorises 8 lanes wide; the float64 sums would make it 4)."""
+    for i in range(xb.shape[0]):
+        gg, qa, qb, _ = bw_fast_f32(xb[i], gb[i], f)
+        sb[i] = gg + qa
+        ta[i] = qa
+        tb[i] = qb
+
+
 @njit(fastmath=RED, **NB)
-def _sums_fast(xb, gb, f, sb):
-    """``sum(q alpha)``, ``sum(q beta)`` and ``sum(|go|)`` (float64) of one row; a
-    non-empty ``sb`` (one row long) also keeps ``go g + q alpha`` of neuron ``i`` in
-    ``sb[i]`` (two twin loops: the store must not be in the other's loop)."""
+def _block_sums(gb, ta, tb):
+    """``(sum(ta), sum(tb), sum(|gb|))`` in float64."""
     p1 = 0.0
     p2 = 0.0
     sg = 0.0
-    if sb.shape[0] > 0:
-        for i in range(xb.shape[0]):
-            gv = gb[i]
-            gg, qa, qb, _ = bw_fast_f32(xb[i], gv, f)
-            sb[i] = gg + qa
-            p1 += np.float64(qa)
-            p2 += np.float64(qb)
-            sg += np.float64(abs(gv))
-    else:
-        for i in range(xb.shape[0]):
-            gv = gb[i]
-            _, qa, qb, _ = bw_fast_f32(xb[i], gv, f)
-            p1 += np.float64(qa)
-            p2 += np.float64(qb)
-            sg += np.float64(abs(gv))
+    for i in range(gb.shape[0]):
+        p1 += np.float64(ta[i])
+        p2 += np.float64(tb[i])
+        sg += np.float64(abs(gb[i]))
+    return p1, p2, sg
+
+
+@njit(**NB)
+def _sums_fast(xb, gb, f, sb, ta, tb):
+    """``sum(q alpha)``, ``sum(q beta)`` and ``sum(|go|)`` (float64) of one row, in
+    blocks of ``ta``'s length: :func:`_terms` stores a block's terms in L1 scratch,
+    :func:`_block_sums` adds them (1.8x faster than one fused loop, measured at
+    3136 neurons).  When ``sb`` is one row long it keeps ``go g + q alpha`` of every
+    neuron for :func:`_out_keep`; else it is block-sized scratch."""
+    m = xb.shape[0]
+    w = ta.shape[0]
+    keep = sb.shape[0] == m
+    p1 = 0.0
+    p2 = 0.0
+    sg = 0.0
+    for lo in range(0, m, w):
+        hi = min(lo + w, m)
+        n = hi - lo
+        _terms(xb[lo:hi], gb[lo:hi], f, sb[lo:hi] if keep else sb[:n], ta[:n], tb[:n])
+        a, b, c = _block_sums(gb[lo:hi], ta[:n], tb[:n])
+        p1 += a
+        p2 += b
+        sg += c
     return p1, p2, sg
 
 
@@ -131,9 +155,10 @@ def _out_keep(xb, sb, ob, f, p1m, p2, alias):
 
 
 @njit(**NB)
-def bw_row_f32(x2, g2, out2, c, row, lam, exact, alias, sb):
-    """Backward of float32 row ``c``; an empty ``sb`` evaluates the element math in
-    both passes, else ``sb`` (one row long) keeps it from the sums pass."""
+def bw_row_f32(x2, g2, out2, c, row, lam, exact, alias, sc):
+    """Backward of float32 row ``c`` with the :data:`Scratch` ``sc``: a row as long
+    as ``sc.keep`` runs the element math once (the sums pass keeps it), a longer one
+    evaluates it again in the output pass."""
     m = row.m
     xr = x2[c]
     gr = g2[c]
@@ -142,11 +167,11 @@ def bw_row_f32(x2, g2, out2, c, row, lam, exact, alias, sb):
     if not exact:
         ok, f = fast_bw32(mu, s2, lam, row)
         if ok:
-            p1, p2, sg = _sums_fast(xr, gr, f, sb)
+            p1, p2, sg = _sums_fast(xr, gr, f, sc.keep, sc.ta, sc.tb)
             if bw_sums_ok(p1, p2, sg, m):
                 p1m = np.float32(p1 / m)
-                if sb.shape[0] > 0:
-                    _out_keep(xr, sb, orow, f, p1m, np.float32(p2), alias)
+                if sc.keep.shape[0] == m:
+                    _out_keep(xr, sc.keep, orow, f, p1m, np.float32(p2), alias)
                 else:
                     _out_fast(xr, gr, orow, f, p1m, np.float32(p2), alias)
                 return
@@ -155,17 +180,25 @@ def bw_row_f32(x2, g2, out2, c, row, lam, exact, alias, sb):
     bw_out(xr, gr, orow, ck, row, exact, Sums(p1 / m, p2), alias)
 
 
+#: Scratch of one work item of the float32 backward: ``keep`` (a row of ``go g + q
+#: alpha`` when rows are kept, else block-sized), ``ta``, ``tb`` (a block's terms).
+Scratch = namedtuple("Scratch", ["keep", "ta", "tb"])
+
+
 @njit(parallel=True, **NB)
-def backward_channels_f32(x2, g2, lam, exact, out2, alias, chunk, keep_max):
+def backward_channels_f32(x2, g2, lam, exact, out2, alias, chunk, keep_max, block):
     """Channel path of the float32 backward: ``prange`` over chunks of ``chunk``
     channels (scheduling only: every channel's bits are its own), each with one
-    scratch row for the paper rows of at most ``keep_max`` neurons."""
+    :data:`Scratch`: rows of at most ``keep_max`` neurons are kept whole, the sums
+    run in blocks of ``block`` neurons."""
     nc, m = x2.shape
     lam_s = max(lam, LAM_FLOOR)
-    keep = m if (m <= keep_max and not exact) else 0
+    width = max(1, min(m, block))
+    keep = m if m <= keep_max else width
     nw = (nc + chunk - 1) // chunk
     for w in prange(nw):
         row = row_consts(m)  # in the parfor: numba#4846
-        sb = np.empty(keep, dtype=np.float32)
+        sc = Scratch(np.empty(keep, np.float32), np.empty(width, np.float32),
+                     np.empty(width, np.float32))
         for c in range(w * chunk, min(nc, (w + 1) * chunk)):
-            bw_row_f32(x2, g2, out2, c, row, lam_s, exact, alias, sb)
+            bw_row_f32(x2, g2, out2, c, row, lam_s, exact, alias, sc)

@@ -20,7 +20,7 @@ from collections import namedtuple
 
 import numpy as np
 from numba import njit, types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 # Fast-math sets.  ``reassoc`` lets LLVM vectorise float64 sums (the order is
 # still fixed at compile time: same binary, same bits); ``contract`` allows FMA.
@@ -50,9 +50,10 @@ Channel = namedtuple("Channel", ["s", "mu", "s2", "lam"])
 ChannelK = namedtuple("ChannelK", ["s", "mu", "s2", "lam", "k"])
 #: The backward's channel sums: ``p1m = mean(q alpha)``, ``p2 = sum(q beta)``.
 Sums = namedtuple("Sums", ["p1m", "p2"])
-#: float32 paper-method scalars of one channel: ``mu = mu_hi + mu_lo`` (two float32
-#: parts) and ``kk = sqrt(k)``.
-Fast32 = namedtuple("Fast32", ["mu_hi", "mu_lo", "kk"])
+#: float32 paper-method scalars of one channel: ``mu_hi`` (``mu`` rounded to float32),
+#: ``kk = sqrt(k)`` and ``z_lo = -mu_lo kk`` for the rest ``mu_lo = mu - mu_hi``, so
+#: ``z = (x - mu) kk`` is one subtraction and one FMA: ``(x - mu_hi) kk + z_lo``.
+Fast32 = namedtuple("Fast32", ["mu_hi", "z_lo", "kk"])
 #: float32 exact-method scalars: ``r2 = r**2``, ``q = 4 r / n`` and the floor of
 #: ``1 - q z**2`` (see :func:`.elements.exact_fast_f32`).
 Exact32 = namedtuple("Exact32", ["r2", "q", "floor"])
@@ -115,6 +116,25 @@ def blk(a, b, block):
 def chunk(nc: int) -> int:
     """Channels per work item of the chunked channel loops (the shape alone)."""
     return max(1, min(32, nc // 64))
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a b + c`` rounded once (LLVM ``llvm.fma``; vectorises to packed FMA).
+
+    ``contract`` lets LLVM fuse a multiply and an add but does not make it: two
+    specialisations of one loop (a read-only input, say) may fuse differently and
+    differ in the last bit.  Element math whose bits must not depend on the
+    specialisation spells its FMAs out with this.
+    """
+    if not (a == b == c and a in (types.float32, types.float64)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        """Emit ``llvm.fma`` of the arguments' type."""
+        return builder.fma(*args)
+
+    return a(a, a, a), codegen
 
 
 def is_f32(arr) -> bool:  # pragma: no cover - typing-time helper

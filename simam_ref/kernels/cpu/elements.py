@@ -16,8 +16,8 @@ import numpy as np
 from numba import njit
 
 from .. import neuron
-from .base import ELEM, HALF32, NB, ONE32, TINY32, Exact32, Fast32, split_mu
-from .fastexp import exp_neg_f32, exp_neg_f64
+from .base import ELEM, HALF32, NB, ONE32, TINY32, Exact32, Fast32, fma, split_mu
+from .fastexp import exp_neg_f64, one_plus_exp_neg_f32
 
 __all__ = ["exact32", "exact_f32", "exact_f64", "exact_fast_f32", "fast32", "paper_f32",
            "paper_f64", "paper_fast_f32"]
@@ -51,7 +51,7 @@ def paper_f32(xv, mu, k):
     to 7e38 squares fine; a float32 ``u*u`` would overflow).
     Twin of :func:`paper_f64`."""
     u = np.float64(xv) - mu
-    return xv / (ONE32 + exp_neg_f32(np.float32(u * u * k + 0.5)))
+    return xv / (one_plus_exp_neg_f32(np.float32(u * u * k + 0.5)))
 
 
 @njit(fastmath=ELEM, **NB)
@@ -68,16 +68,16 @@ def exact_f32(xv, ch, row, k4):
     if den < TINY32:  # S2 == 0 and lam tiny: d == 0 gives E = 1/2, not 0/0
         den = TINY32
     e = np.float32(d * (row.r * row.r * k4)) / den + HALF32
-    return xv / (ONE32 + exp_neg_f32(e))
+    return xv / (one_plus_exp_neg_f32(e))
 
 
 @njit(fastmath=ELEM, **NB)
 def paper_fast_f32(xv, f):
-    """Paper output of one float32 neuron all in float32: ``z = (x - mu) kk`` with
-    ``mu`` split into ``f.mu_hi + f.mu_lo``, ``E = z**2 + 1/2``.
+    """Paper output of one float32 neuron all in float32: ``z = (x - mu) kk`` as
+    ``(x - f.mu_hi) kk + f.z_lo`` (one FMA), ``E = z**2 + 1/2``.
     Twin of :func:`paper_f64`."""
-    z = ((xv - f.mu_hi) - f.mu_lo) * f.kk
-    return xv / (ONE32 + exp_neg_f32(z * z + HALF32))
+    z = fma(xv - f.mu_hi, f.kk, f.z_lo)
+    return xv / (one_plus_exp_neg_f32(z * z + HALF32))
 
 
 @njit(**NB)
@@ -97,12 +97,12 @@ def exact_fast_f32(xv, f, ex):
     denominator is at least ``ex.floor``, its value at ``var_t = 0``, which clamps
     rounding below the leave-one-out minimum.
     """
-    z = ((xv - f.mu_hi) - f.mu_lo) * f.kk
+    z = fma(xv - f.mu_hi, f.kk, f.z_lo)
     z2 = z * z
     den = ONE32 - ex.q * z2
     if den < ex.floor:
         den = ex.floor
-    return xv / (ONE32 + exp_neg_f32(ex.r2 * z2 / den + HALF32))
+    return xv / (one_plus_exp_neg_f32(ex.r2 * z2 / den + HALF32))
 
 
 @njit(**NB)
@@ -111,5 +111,6 @@ def fast32(mu, den):
     ``kk`` in float32 (it is rounded to float32 anyway): a short latency chain from
     the statistics to the loop, which matters on 7x7 channels."""
     mu_hi, mu_lo = split_mu(mu)
-    return Fast32(mu_hi, mu_lo, ONE32 / np.sqrt(np.float32(den)))
+    kk = ONE32 / np.sqrt(np.float32(den))
+    return Fast32(mu_hi, -(mu_lo * kk), kk)
 

@@ -3,7 +3,8 @@
 
 One vector loop runs over a group of whole rows instead of one per row, so a
 49-neuron row has no scalar tail and the rows' statistics, square roots and
-divisions overlap.  Each row's ``mu_hi``, ``mu_lo`` and ``kk`` are broadcast over
+divisions overlap.  Each row's scalars (:data:`~.base.Fast32` forward, ``mu_hi``, ``mu_lo``, ``kk``
+backward) are broadcast over
 its neurons in L1-resident scratch rows.  The forward's element function is the
 one of the row loops (:func:`~.elements.paper_fast_f32`), so every row gets the
 same bits as alone.  The backward runs its costly part (``exp`` and the gain's
@@ -48,7 +49,7 @@ from .stats import row_stats_f32
 def _paper_flat_f32(xf, of, pm, pl, pk, inplace):
     """:func:`~.elements.paper_fast_f32` of every element of ``xf`` into ``of`` (into
     ``xf`` when ``inplace``; the two loops are in-place/out-of-place twins, see
-    :mod:`.forward`) with per-element ``mu_hi``, ``mu_lo``, ``kk`` (``pm``, ``pl``, ``pk``)."""
+    :mod:`.forward`) with per-element ``mu_hi``, ``z_lo``, ``kk`` (``pm``, ``pl``, ``pk``)."""
     if inplace:
         wf = writable_alias(xf, of)
         for j in range(wf.shape[0]):
@@ -84,7 +85,7 @@ def forward_flat_f32(x2, x1, lam, out2, o1, inplace, group):
                     f = fast32(mu, den)
                     j = (c - c0) * m
                     pm[j:j + m] = f.mu_hi
-                    pl[j:j + m] = f.mu_lo
+                    pl[j:j + m] = f.z_lo
                     pk[j:j + m] = f.kk
             if not fast:
                 if start < c:

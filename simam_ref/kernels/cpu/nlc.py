@@ -21,7 +21,6 @@ from ...constants import LAM_FLOOR
 from .base import (
     ELEM,
     NB,
-    ONE32,
     TINY32,
     Channel,
     Exact32,
@@ -30,10 +29,9 @@ from .base import (
     four_var,
     nblocks,
     row_consts,
-    split_mu,
     writable_alias,
 )
-from .elements import exact_fast_f32, paper_fast_f32
+from .elements import exact_fast_f32, fast32, paper_fast_f32
 from .forward import fwd_block_f32
 
 #: ``t`` channels of a flat channels-last array: channel ``c < t`` of neuron ``i < m``
@@ -80,14 +78,15 @@ def nlc_stats(xf, tl, sc):
 @njit(**NB)
 def _fwd_lanes(xf, of, tl, sp, exact, inplace):
     """The vector loops of :func:`_fwd_tile`: every channel of ``tl`` with the
-    per-channel float32 scalars ``mu_hi, mu_lo, kk, floor`` in rows 0-3 of ``sp``
+    per-channel float32 scalars ``mu_hi, z_lo, kk, floor`` (:data:`~.base.Fast32` and
+    the exact method's floor) in rows 0-3 of ``sp``
     (in-place and out-of-place twins, as :func:`~.forward.fwd_block_f32`)."""
     t = tl.t
     row = row_consts(tl.m)
     r2 = np.float32(row.r * row.r)
     q = np.float32(row.r * (4.0 * row.inv_n))
     muh = sp[0, :t]
-    mul = sp[1, :t]
+    zlo = sp[1, :t]
     kk = sp[2, :t]
     fl = sp[3, :t]
     wf = writable_alias(xf, of)
@@ -97,21 +96,21 @@ def _fwd_lanes(xf, of, tl, sp, exact, inplace):
             if inplace:
                 for c in range(t):
                     uc = u + np.uint64(c)
-                    wf[uc] = exact_fast_f32(wf[uc], Fast32(muh[c], mul[c], kk[c]),
+                    wf[uc] = exact_fast_f32(wf[uc], Fast32(muh[c], zlo[c], kk[c]),
                                             Exact32(r2, q, fl[c]))
             else:
                 for c in range(t):
                     uc = u + np.uint64(c)
-                    of[uc] = exact_fast_f32(xf[uc], Fast32(muh[c], mul[c], kk[c]),
+                    of[uc] = exact_fast_f32(xf[uc], Fast32(muh[c], zlo[c], kk[c]),
                                             Exact32(r2, q, fl[c]))
         elif inplace:
             for c in range(t):
                 uc = u + np.uint64(c)
-                wf[uc] = paper_fast_f32(wf[uc], Fast32(muh[c], mul[c], kk[c]))
+                wf[uc] = paper_fast_f32(wf[uc], Fast32(muh[c], zlo[c], kk[c]))
         else:
             for c in range(t):
                 uc = u + np.uint64(c)
-                of[uc] = paper_fast_f32(xf[uc], Fast32(muh[c], mul[c], kk[c]))
+                of[uc] = paper_fast_f32(xf[uc], Fast32(muh[c], zlo[c], kk[c]))
 
 
 @njit(**NB)
@@ -139,10 +138,10 @@ def _fwd_tile(xf, of, tl, lam, exact, inplace, sc, sp, slow):
             sp[2, c] = 0.0
             sp[3, c] = 1.0
         else:
-            mu_hi, mu_lo = split_mu(mu[c])
-            sp[0, c] = mu_hi
-            sp[1, c] = mu_lo
-            sp[2, c] = ONE32 / np.sqrt(np.float32(den))
+            f = fast32(mu[c], den)
+            sp[0, c] = f.mu_hi
+            sp[1, c] = f.z_lo
+            sp[2, c] = f.kk
             sp[3, c] = max(np.float32(4.0 * lam / den), TINY32)
     saved = np.empty((nslow, m), np.float32)
     j = 0

@@ -29,7 +29,8 @@ from .nlc import nlc_stats, tile_of
 @njit(fastmath=ELEM, **NB)
 def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
     """Sums and output of the float32 paper backward of tile ``tl`` given each
-    channel's :data:`~.base.FastBw32` fields in rows 0-4 of ``sp``; False, with
+    channel's :data:`~.base.FastBw32` fields in rows 0-4 of ``sp`` (rows 5-8 are
+    scratch); False, with
     nothing written, when a channel's sums fail :func:`~.backward_f32.bw_sums_ok`."""
     t = tl.t
     muh, mul, kk, a2, b8 = sp[0, :t], sp[1, :t], sp[2, :t], sp[3, :t], sp[4, :t]
@@ -38,15 +39,22 @@ def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
         p1[c] = 0.0
         p2[c] = 0.0
         sg[c] = 0.0
+    ta, tb = sp[7, :t], sp[8, :t]
     for i in range(tl.m):
         u = np.uint64(tl.base + i * tl.stride)
+        # the float32 terms of neuron i of every channel (stores only: 8 lanes wide),
+        # then their float64 sums (the same additions, in the same order, as one
+        # fused loop, which float64 accumulators would hold to 4 lanes)
         for c in range(t):
             uc = u + np.uint64(c)
-            gv = gf[uc]
-            _, qa, qb, _ = bw_fast_f32(xf[uc], gv, FastBw32(muh[c], mul[c], kk[c], a2[c], b8[c]))
-            p1[c] += np.float64(qa)
-            p2[c] += np.float64(qb)
-            sg[c] += np.float64(abs(gv))
+            _, qa, qb, _ = bw_fast_f32(xf[uc], gf[uc], FastBw32(muh[c], mul[c], kk[c], a2[c],
+                                                                b8[c]))
+            ta[c] = qa
+            tb[c] = qb
+        for c in range(t):
+            p1[c] += np.float64(ta[c])
+            p2[c] += np.float64(tb[c])
+            sg[c] += np.float64(abs(gf[u + np.uint64(c)]))
     p1m, p2f = sp[5, :t], sp[6, :t]
     for c in range(t):
         if not bw_sums_ok(p1[c], p2[c], sg[c], tl.m):
@@ -120,7 +128,7 @@ def _sums64(xf, gf, tl, row, lam, exact, sc):
 def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp):
     """Backward of the channels of tile ``tl`` (float32, channels-last, flat arrays
     as in :mod:`.nlc`): :func:`_fast_tile` where it applies, else float64 element
-    math; scratch ``sc`` float64 ``(6, >= t)``, ``sp`` float32 ``(7, >= t)``."""
+    math; scratch ``sc`` float64 ``(6, >= t)``, ``sp`` float32 ``(9, >= t)``."""
     t = tl.t
     row = row_consts(tl.m)
     mu, s2 = nlc_stats(xf, tl, sc)
@@ -166,4 +174,4 @@ def backward_nlc_f32(x3, g3, lam, exact, out3, width, alias):
     for w in prange(nb * nt):
         t = min(width, nc)
         _tile(xf, gf, of, tile_of(w, nt, m, nc, width), lam_s, exact, alias,
-              np.empty((6, t)), np.empty((7, t), np.float32))
+              np.empty((6, t)), np.empty((9, t), np.float32))
