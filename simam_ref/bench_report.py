@@ -142,7 +142,9 @@ def plot(report: dict[str, Any], path: str) -> None:
 
     keys = ["kernel/copy", "eager/kernel", "compile/kernel", "numpy/kernel"]
     res = report["results"]
-    labels = [f"{r['pass'][:3]} {'x'.join(map(str, r['shape']))}" for r in res]
+    short = {"forward": "fwd", "backward": "bwd"}
+    labels = [f"{short.get(r['pass'], r['pass'])} {'x'.join(map(str, r['shape']))}"
+              for r in res]
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(res)), 4))
     width = 0.8 / len(keys)
     for i, k in enumerate(keys):
