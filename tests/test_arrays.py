@@ -157,8 +157,6 @@ def test_cpu_kernel_copies_nothing_for_read_only_input(kind, path, monkeypatch):
         monkeypatch.setattr(constants, "BLOCK", 1024)  # few partial sums
         monkeypatch.setattr(constants, "SPLIT_MAX_CHANNELS", 17)
         assert cpu.use_split(16, 64 * 64)
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     x.flags.writeable = False
     g.flags.writeable = False
     out = np.empty_like(x)
@@ -169,6 +167,8 @@ def test_cpu_kernel_copies_nothing_for_read_only_input(kind, path, monkeypatch):
         else:
             simam_backward(x, g, out=out, backend="cpu")
 
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     try:
         call()  # compile outside the measurement
         tracemalloc.start()

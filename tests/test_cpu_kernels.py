@@ -60,6 +60,25 @@ def threads():
     numba.set_num_threads(before)
 
 
+# ------------------------------------------------------------------- helpers
+@numba.njit(cache=False)
+def _fma(a, b, c):
+    return cpu.base.fma(a, b, c)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fma_rounds_once(dtype):
+    # a*a = 1 + 2**(1-h) + 2**(-2h) is a tie between two neighbours of 1 + 2**(1-h)
+    # (h = 12 for float32, 27 for float64): rounded once, a*a - (1 + 2**(1-h)) is the
+    # exact 2**(-2h); rounding the product first would give 0
+    h = 12 if dtype == np.float32 else 27
+    a = dtype(1.0 + 2.0**-h)
+    c = dtype(-(1.0 + 2.0 ** (1 - h)))
+    got = _fma(a, a, c)
+    assert got == 2.0 ** (-2 * h)
+    assert a * a + c == 0.0  # NumPy rounds the product: the case tells them apart
+
+
 # ------------------------------------------------------------------ accuracy
 SHAPES = [
     (2, 3, 5, 7),  # odd 2D
@@ -624,7 +643,7 @@ def test_grouped_forward_matches_reference_and_is_per_row(m, monkeypatch, thread
 def test_kept_backward_matches_reference_and_aliases(m, threads, monkeypatch):
     monkeypatch.setattr(constants, "FLAT_BW_MAX_M", 0)  # short rows too: no grouped path
     monkeypatch.setattr(constants, "BW_SUMS_BLOCK", 1000)  # several sums blocks per row
-    assert constants.KEEP_MAX_M == 4096  # 4097: the row is not kept
+    monkeypatch.setattr(constants, "KEEP_MAX_M", 4096)  # 4097: the row is not kept
     nc = 70  # more than one chunk of rows
     x = mixed_rows(nc, m, seed=43)
     g = sample((nc, m), np.float32, seed=44, loc=0.0)

@@ -122,10 +122,10 @@ def chunk(nc: int) -> int:
 def fma(typingctx, a, b, c):
     """``a b + c`` rounded once (LLVM ``llvm.fma``; vectorises to packed FMA).
 
-    ``contract`` lets LLVM fuse a multiply and an add but does not make it: two
-    specialisations of one loop (a read-only input, say) may fuse differently and
-    differ in the last bit.  Element math whose bits must not depend on the
-    specialisation spells its FMAs out with this.
+    ``contract`` lets LLVM fuse a multiply and an add but does not oblige it to;
+    spelling the FMA out makes its single rounding part of the source, whatever
+    loop (vector body, scalar tail, another array type) the element math is
+    compiled into.
     """
     if not (a == b == c and a in (types.float32, types.float64)):
         return None

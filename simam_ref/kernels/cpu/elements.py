@@ -51,7 +51,7 @@ def paper_f32(xv, mu, k):
     to 7e38 squares fine; a float32 ``u*u`` would overflow).
     Twin of :func:`paper_f64`."""
     u = np.float64(xv) - mu
-    return xv / (one_plus_exp_neg_f32(np.float32(u * u * k + 0.5)))
+    return xv / one_plus_exp_neg_f32(np.float32(u * u * k + 0.5))
 
 
 @njit(fastmath=ELEM, **NB)
@@ -68,7 +68,7 @@ def exact_f32(xv, ch, row, k4):
     if den < TINY32:  # S2 == 0 and lam tiny: d == 0 gives E = 1/2, not 0/0
         den = TINY32
     e = np.float32(d * (row.r * row.r * k4)) / den + HALF32
-    return xv / (one_plus_exp_neg_f32(e))
+    return xv / one_plus_exp_neg_f32(e)
 
 
 @njit(fastmath=ELEM, **NB)
@@ -77,7 +77,7 @@ def paper_fast_f32(xv, f):
     ``(x - f.mu_hi) kk + f.z_lo`` (one FMA), ``E = z**2 + 1/2``.
     Twin of :func:`paper_f64`."""
     z = fma(xv - f.mu_hi, f.kk, f.z_lo)
-    return xv / (one_plus_exp_neg_f32(z * z + HALF32))
+    return xv / one_plus_exp_neg_f32(z * z + HALF32)
 
 
 @njit(**NB)
@@ -102,7 +102,7 @@ def exact_fast_f32(xv, f, ex):
     den = ONE32 - ex.q * z2
     if den < ex.floor:
         den = ex.floor
-    return xv / (one_plus_exp_neg_f32(ex.r2 * z2 / den + HALF32))
+    return xv / one_plus_exp_neg_f32(ex.r2 * z2 / den + HALF32)
 
 
 @njit(**NB)
