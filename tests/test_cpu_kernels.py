@@ -608,6 +608,25 @@ def reference_rows(x: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+def assert_backward_rows_ok(x: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
+    """``out = cpu.backward_2d(x, g)`` is within 2e-6 of the float64 reference relative
+    to each row's largest gradient (the VJP cancels within a row), and the kernel
+    gives the same bits written over ``x`` or ``g`` and with one thread (the caller's
+    ``threads`` fixture restores the count)."""
+    ref = reference_rows(x, g)
+    scale = np.max(np.abs(ref), axis=1, keepdims=True)
+    assert np.all(np.abs(out.astype(np.float64) - ref) <= 2e-6 * scale)
+    for target in ("x", "g"):
+        x1, g1 = x.copy(), g.copy()
+        o1 = x1 if target == "x" else g1
+        cpu.backward_2d(x1, g1, LAM, False, o1)
+        assert o1.tobytes() == out.tobytes()
+    numba.set_num_threads(1)
+    one = np.empty_like(x)
+    cpu.backward_2d(x, g, LAM, False, one)
+    assert one.tobytes() == out.tobytes()
+
+
 @pytest.mark.parametrize("m", [2, 49, 128])
 def test_grouped_forward_matches_reference_and_is_per_row(m, monkeypatch, threads):
     assert m <= constants.FLAT_MAX_M
@@ -650,22 +669,10 @@ def test_kept_backward_matches_reference_and_aliases(m, threads, monkeypatch):
     g[5] = g[5] * np.float32(1e30)  # float32 sums overflow: float64 fallback row
     out = np.empty_like(x)
     cpu.backward_2d(x, g, LAM, False, out)
-    ref = reference_rows(x, g)
-    # relative to each row's largest gradient (the VJP cancels within a row)
-    scale = np.max(np.abs(ref), axis=1, keepdims=True)
-    assert np.all(np.abs(out.astype(np.float64) - ref) <= 2e-6 * scale)
-    for target in ("x", "g"):
-        x1, g1 = x.copy(), g.copy()
-        o1 = x1 if target == "x" else g1
-        cpu.backward_2d(x1, g1, LAM, False, o1)
-        assert o1.tobytes() == out.tobytes()
     alone = np.empty_like(x[7:8])
     cpu.backward_2d(x[7:8], g[7:8], LAM, False, alone)
     assert alone.tobytes() == out[7:8].tobytes()
-    numba.set_num_threads(1)
-    one = np.empty_like(x)
-    cpu.backward_2d(x, g, LAM, False, one)
-    assert one.tobytes() == out.tobytes()
+    assert_backward_rows_ok(x, g, out)
 
 
 @pytest.mark.parametrize("m", [2, 49, 196, 256])
@@ -682,9 +689,6 @@ def test_grouped_backward_matches_reference_and_is_per_row(m, monkeypatch, threa
     out = np.empty_like(x)
     cpu.backward_2d(x, g, LAM, False, out)
     assert calls
-    ref = reference_rows(x, g)
-    scale = np.max(np.abs(ref), axis=1, keepdims=True)
-    assert np.all(np.abs(out.astype(np.float64) - ref) <= 2e-6 * scale)
     # every row's bits are its own: alone, in other groupings, aliased, any thread count
     for r in (0, 3, 5, nc - 1):
         alone = np.empty_like(x[r:r + 1])
@@ -694,12 +698,4 @@ def test_grouped_backward_matches_reference_and_is_per_row(m, monkeypatch, threa
     other = np.empty_like(x)
     cpu.backward_2d(x, g, LAM, False, other)
     assert other.tobytes() == out.tobytes()
-    for target in ("x", "g"):
-        x1, g1 = x.copy(), g.copy()
-        o1 = x1 if target == "x" else g1
-        cpu.backward_2d(x1, g1, LAM, False, o1)
-        assert o1.tobytes() == out.tobytes()
-    numba.set_num_threads(1)
-    one = np.empty_like(x)
-    cpu.backward_2d(x, g, LAM, False, one)
-    assert one.tobytes() == out.tobytes()
+    assert_backward_rows_ok(x, g, out)

@@ -194,7 +194,7 @@ def backward_channels_f32(x2, g2, lam, exact, out2, alias, chunk, keep_max, bloc
     nc, m = x2.shape
     lam_s = max(lam, LAM_FLOOR)
     width = max(1, min(m, block))
-    keep = m if m <= keep_max else width
+    keep = m if (m <= keep_max and not exact) else width  # exact: scratch unused
     nw = (nc + chunk - 1) // chunk
     for w in prange(nw):
         row = row_consts(m)  # in the parfor: numba#4846
