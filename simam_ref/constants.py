@@ -40,23 +40,30 @@ SPLIT_MIN_M = 32768
 #: ... and when there are fewer channels than this (a constant, never the thread
 #: count, so the path, hence the bits, depend on the shape alone).
 SPLIT_MAX_CHANNELS = 16
+#: float32 rows shorter than this run the backward in float64 (a float64 copy of
+#: the rows; both methods, both layouts).  On short rows the gradient is a small
+#: difference of large terms (at ``M = 2`` they cancel exactly when ``lam`` is small:
+#: ``E`` does not depend on ``x``), and float32 terms lost up to 0.23 of a row's
+#: largest gradient at ``M = 2``, 3.5e-5 at ``M = 4``, 2e-6 at ``M = 8``, 8.7e-7 at
+#: ``M = 16`` (float64 terms with a float32 ``exp``: 2.7e-5 at ``M = 2``, 5.7e-6 at
+#: ``M = 4``); measured over offsets up to 1e5 and spreads 1e-3 to 10.
+F32_BW_MIN_M = 16
 #: float32 rows of at most this many neurons run the paper forward in groups of
 #: whole rows: one vector loop over the group instead of one per row, so a
 #: 49-neuron row has no scalar tail.
 FLAT_MAX_M = 128
-#: Neurons per group of the grouped forward (its scratch stays in L1).
-FLAT_ELEMS = 1024
+#: Neurons per group of the grouped forward (its ``z`` scratch, 16 KiB, stays in L1;
+#: 0.87-0.95x the time of groups of 1024 at 7x7).
+FLAT_ELEMS = 4096
 #: float32 rows of at most this many neurons run the paper backward in groups of
-#: whole rows (``exp`` and the gain of a group in one vector loop).  Larger than
-#: :data:`FLAT_MAX_M`: the grouped backward still pays at 14x14 (196 neurons),
-#: where the grouped forward does not.
-FLAT_BW_MAX_M = 256
-#: Neurons per group of the grouped backward.
-FLAT_BW_ELEMS = 4096
-#: float32 channels of at most this many neurons run the paper backward's element
-#: math once, keeping each neuron's ``go g + q alpha`` in a scratch row (16 KiB at
-#: most: 56x56 channels are kept).
-KEEP_MAX_M = 4096
+#: whole rows (:mod:`.kernels.cpu.grouped`: ``exp`` and the gain of a group in one
+#: vector loop, each row's sums and output from L2-resident scratch).  Larger than
+#: :data:`FLAT_MAX_M`: the grouped backward pays up to 64x64 rows (0.83-0.92x the
+#: channel path's time at 28x28 and 56x56), where the grouped forward does not.
+FLAT_BW_MAX_M = 4096
+#: Neurons per group of the grouped backward (its five float32 scratch rows take
+#: 160 KiB: they stay in L2).
+FLAT_BW_ELEMS = 8192
 #: Neurons per block of the float32 paper backward's sums pass: a block's terms are
 #: stored in L1 scratch, then summed in float64.
 BW_SUMS_BLOCK = 1024
@@ -88,7 +95,7 @@ WARP_SHUFFLE: bool | None = None
 
 #: The tunables each kernel package used to define itself (see :func:`forward_tunables`).
 CPU_TUNABLES = ("BLOCK", "SPLIT_MIN_M", "SPLIT_MAX_CHANNELS", "FLAT_MAX_M", "FLAT_ELEMS",
-                "KEEP_MAX_M", "BW_SUMS_BLOCK", "NLC_TILE")
+                "BW_SUMS_BLOCK", "NLC_TILE")
 CUDA_TUNABLES = ("THREADS_PER_BLOCK", "GROUP_MIN", "ELEMENTS_PER_THREAD", "REGISTER_ELEMENTS",
                  "MAX_BLOCKS", "WARP_SHUFFLE")
 

@@ -150,9 +150,11 @@ def test_read_only_input_reaches_the_backend_without_a_copy(make, backend, monke
 @pytest.mark.parametrize("path", ["channel", "split"], indirect=True)
 def test_cpu_kernel_copies_nothing_for_read_only_input(kind, path, monkeypatch):
     """Peak allocation (NumPy's and the kernel's) with ``out=`` given is far below one
-    input's size.  The kernels' scratch is per running thread (the float32 backward's
-    is ``4 (KEEP_MAX_M + 2 BW_SUMS_BLOCK)`` bytes = 24 KiB), so two threads run here."""
-    x, g = _x(shape=(2, 8, 64, 64)), _x(shape=(2, 8, 64, 64), seed=1)  # 256 KiB each
+    input's size.  The kernels' scratch is per running thread (the grouped float32
+    backward's is ``20 (FLAT_BW_ELEMS + 32)`` bytes = 164 KiB), so two threads run
+    here, on 2 MiB inputs (the split path: 256 KiB, 16 channels)."""
+    shape = (2, 8, 64, 64) if path == "split" else (16, 8, 64, 64)
+    x, g = _x(shape=shape), _x(shape=shape, seed=1)
     if path == "split":  # the fixture set a small SPLIT_MIN_M for SHAPE; M here is larger
         monkeypatch.setattr(constants, "BLOCK", 1024)  # few partial sums
         monkeypatch.setattr(constants, "SPLIT_MAX_CHANNELS", 17)

@@ -105,8 +105,9 @@ def forward_2d(x2: np.ndarray, lam: float, exact: bool, out2: np.ndarray) -> Non
     if use_split(nc, m):
         forward.forward_split(x2, lam, exact, out2, int(constants.BLOCK), inplace)
     elif x2.dtype == np.float32 and not exact and m <= constants.FLAT_MAX_M:
+        group = max(1, constants.FLAT_ELEMS // m)
         grouped.forward_flat_f32(x2, x2.reshape(-1), lam, out2, out2.reshape(-1), inplace,
-                                 max(1, constants.FLAT_ELEMS // m))
+                                 group, chunk((nc + group - 1) // group))
     elif x2.dtype == np.float32:
         forward.forward_channels_f32(x2, lam, exact, out2, inplace)
     else:
@@ -125,17 +126,29 @@ def backward_2d(
     alias = _alias(out2, x2, g2)
     lam, exact = float(lam), bool(exact)
     nc, m = x2.shape
-    if use_split(nc, m):
+    if x2.dtype == np.float32 and m < constants.F32_BW_MIN_M:
+        out2[...] = _backward_short_f64(x2, g2, lam, exact)
+    elif use_split(nc, m):
         backward.backward_split(x2, g2, lam, exact, out2, int(constants.BLOCK), alias)
     elif x2.dtype == np.float32 and not exact and m <= constants.FLAT_BW_MAX_M:
-        grouped.backward_flat_f32(x2, g2, lam, out2, alias,
-                                  max(1, constants.FLAT_BW_ELEMS // m))
+        group = max(1, constants.FLAT_BW_ELEMS // m)
+        grouped.backward_flat_f32(x2, g2, lam, out2, alias, group,
+                                  chunk((nc + group - 1) // group))
     elif x2.dtype == np.float32:
         backward_f32.backward_channels_f32(x2, g2, lam, exact, out2, alias, chunk(x2.shape[0]),
-                                           int(constants.KEEP_MAX_M),
                                            int(constants.BW_SUMS_BLOCK))
     else:
         backward.backward_channels(x2, g2, lam, exact, out2, int(constants.BLOCK), alias)
+
+
+def _backward_short_f64(x2: np.ndarray, g2: np.ndarray, lam: float, exact: bool) -> np.ndarray:
+    """float64 backward of float32 rows shorter than ``constants.F32_BW_MIN_M``
+    (``(channels, M)``; returns float64): on short rows the gradient is a small
+    difference of large terms, which float32 ``exp`` and terms cannot resolve."""
+    x64, g64 = x2.astype(np.float64), g2.astype(np.float64)
+    out = np.empty_like(x64)
+    backward.backward_channels(x64, g64, lam, exact, out, int(constants.BLOCK), 0)
+    return out
 
 
 def forward_nlc(x3: np.ndarray, lam: float, exact: bool, out3: np.ndarray) -> None:
@@ -156,5 +169,11 @@ def backward_nlc(
     """Vector-Jacobian product of :func:`forward_nlc` (layout as there); ``out3`` may be
     ``x3`` or ``g3`` itself."""
     _check(x3, g3, out3, layout="(batch, M, channels)")
+    if x3.shape[1] < constants.F32_BW_MIN_M:  # as backward_2d: float64, rows of M
+        rows = [np.ascontiguousarray(a.transpose(0, 2, 1)).reshape(-1, a.shape[1])
+                for a in (x3, g3)]
+        out3[...] = _backward_short_f64(*rows, lam, exact).reshape(
+            x3.shape[0], x3.shape[2], x3.shape[1]).transpose(0, 2, 1)
+        return
     nlc_backward.backward_nlc_f32(x3, g3, float(lam), bool(exact), out3,
                                   int(constants.NLC_TILE), _alias(out3, x3, g3))

@@ -1,4 +1,5 @@
-"""float32 paper backward of the channel path, in float32 SIMD.
+"""float32 paper backward of the channel path (rows longer than
+``constants.FLAT_BW_MAX_M``; shorter rows run :mod:`.grouped`), in float32 SIMD.
 
 With ``z = u kk`` (``kk = sqrt(k)``, as the forward's fast loop), ``E = z**2 + 1/2``,
 ``q alpha = q z (2 kk)``, ``q beta = q z**2 (8 kk**2 / n)``: every per-neuron value
@@ -40,7 +41,7 @@ from .stats import row_stats_f32
 def bw_fast_f32(xv, gv, f):
     """float32 ``(go g, q alpha, q beta, u)`` of one neuron (paper method) of the
     channel with :data:`~.base.FastBw32` ``f``.  Twins: :func:`.backward.bw_elem`
-    (float64) and :func:`.grouped._terms_flat` (per-element row scalars)."""
+    (float64) and :func:`.grouped._terms_flat` (from a kept ``z``)."""
     u = (xv - f.mu_hi) - f.mu_lo
     z = u * f.kk
     z2 = z * z
@@ -72,13 +73,12 @@ def bw_sums_ok(p1, p2, sg, m):
 
 
 @njit(fastmath=ELEM, **NB)
-def _terms(xb, gb, f, sb, ta, tb):
-    """Per neuron ``i`` of the block ``xb`` (``grad_out`` ``gb``): ``sb[i] = go g + q
-    alpha``, ``ta[i] = q alpha``, ``tb[i] = q beta`` (stores only: a loop with no
-    reduction vectorises 8 lanes wide; the float64 sums would make it 4)."""
+def _terms(xb, gb, f, ta, tb):
+    """Per neuron ``i`` of the block ``xb`` (``grad_out`` ``gb``): ``ta[i] = q alpha``,
+    ``tb[i] = q beta`` (stores only: a loop with no reduction vectorises 8 lanes wide;
+    the float64 sums would make it 4)."""
     for i in range(xb.shape[0]):
-        gg, qa, qb, _ = bw_fast_f32(xb[i], gb[i], f)
-        sb[i] = gg + qa
+        _, qa, qb, _ = bw_fast_f32(xb[i], gb[i], f)
         ta[i] = qa
         tb[i] = qb
 
@@ -97,22 +97,20 @@ def _block_sums(gb, ta, tb):
 
 
 @njit(**NB)
-def _sums_fast(xb, gb, f, sb, ta, tb):
+def _sums_fast(xb, gb, f, ta, tb):
     """``sum(q alpha)``, ``sum(q beta)`` and ``sum(|go|)`` (float64) of one row, in
     blocks of ``ta``'s length: :func:`_terms` stores a block's terms in L1 scratch,
     :func:`_block_sums` adds them (1.8x faster than one fused loop, measured at
-    3136 neurons).  When ``sb`` is one row long it keeps ``go g + q alpha`` of every
-    neuron for :func:`_out_keep`; else it is block-sized scratch."""
+    3136 neurons)."""
     m = xb.shape[0]
     w = ta.shape[0]
-    keep = sb.shape[0] == m
     p1 = 0.0
     p2 = 0.0
     sg = 0.0
     for lo in range(0, m, w):
         hi = min(lo + w, m)
         n = hi - lo
-        _terms(xb[lo:hi], gb[lo:hi], f, sb[lo:hi] if keep else sb[:n], ta[:n], tb[:n])
+        _terms(xb[lo:hi], gb[lo:hi], f, ta[:n], tb[:n])
         a, b, c = _block_sums(gb[lo:hi], ta[:n], tb[:n])
         p1 += a
         p2 += b
@@ -140,25 +138,10 @@ def _out_fast(xb, gb, ob, f, p1m, p2, alias):
             ob[i] = gg + qa - p1m - u * p2
 
 
-@njit(fastmath=ELEM, **NB)
-def _out_keep(xb, sb, ob, f, p1m, p2, alias):
-    """Output of one row from the kept ``go g + q alpha`` in ``sb``; ``grad_out`` is
-    not read again, so ``alias`` 2 writes ``ob`` as a separate array (in-place and
-    out-of-place twin loops)."""
-    if alias == 1:
-        wx = writable_alias(xb, ob)
-        for i in range(xb.shape[0]):
-            wx[i] = sb[i] - p1m - ((wx[i] - f.mu_hi) - f.mu_lo) * p2
-    else:
-        for i in range(xb.shape[0]):
-            ob[i] = sb[i] - p1m - ((xb[i] - f.mu_hi) - f.mu_lo) * p2
-
-
 @njit(**NB)
 def bw_row_f32(x2, g2, out2, c, row, lam, exact, alias, sc):
-    """Backward of float32 row ``c`` with the :data:`Scratch` ``sc``: a row as long
-    as ``sc.keep`` runs the element math once (the sums pass keeps it), a longer one
-    evaluates it again in the output pass."""
+    """Backward of float32 row ``c`` with the :data:`Scratch` ``sc``: the float32
+    sums pass, then the output pass (which evaluates the element math again)."""
     m = row.m
     xr = x2[c]
     gr = g2[c]
@@ -167,38 +150,31 @@ def bw_row_f32(x2, g2, out2, c, row, lam, exact, alias, sc):
     if not exact:
         ok, f = fast_bw32(mu, s2, lam, row)
         if ok:
-            p1, p2, sg = _sums_fast(xr, gr, f, sc.keep, sc.ta, sc.tb)
+            p1, p2, sg = _sums_fast(xr, gr, f, sc.ta, sc.tb)
             if bw_sums_ok(p1, p2, sg, m):
-                p1m = np.float32(p1 / m)
-                if sc.keep.shape[0] == m:
-                    _out_keep(xr, sc.keep, orow, f, p1m, np.float32(p2), alias)
-                else:
-                    _out_fast(xr, gr, orow, f, p1m, np.float32(p2), alias)
+                _out_fast(xr, gr, orow, f, np.float32(p1 / m), np.float32(p2), alias)
                 return
     ck = with_k(Channel(1.0, mu, s2, lam), row)
     p1, p2 = bw_sums(xr, gr, ck, row, exact)
     bw_out(xr, gr, orow, ck, row, exact, Sums(p1 / m, p2), alias)
 
 
-#: Scratch of one work item of the float32 backward: ``keep`` (a row of ``go g + q
-#: alpha`` when rows are kept, else block-sized), ``ta``, ``tb`` (a block's terms).
-Scratch = namedtuple("Scratch", ["keep", "ta", "tb"])
+#: Scratch of one work item of the float32 backward: a block's terms ``ta``, ``tb``.
+Scratch = namedtuple("Scratch", ["ta", "tb"])
 
 
 @njit(parallel=True, **NB)
-def backward_channels_f32(x2, g2, lam, exact, out2, alias, chunk, keep_max, block):
-    """Channel path of the float32 backward: ``prange`` over chunks of ``chunk``
-    channels (scheduling only: every channel's bits are its own), each with one
-    :data:`Scratch`: rows of at most ``keep_max`` neurons are kept whole, the sums
-    run in blocks of ``block`` neurons."""
+def backward_channels_f32(x2, g2, lam, exact, out2, alias, chunk, block):
+    """Channel path of the float32 backward (rows longer than
+    ``constants.FLAT_BW_MAX_M``, and the exact method): ``prange`` over chunks of
+    ``chunk`` channels (scheduling only: every channel's bits are its own), each with
+    one :data:`Scratch`; the sums run in blocks of ``block`` neurons."""
     nc, m = x2.shape
     lam_s = max(lam, LAM_FLOOR)
     width = max(1, min(m, block))
-    keep = m if (m <= keep_max and not exact) else width  # exact: scratch unused
     nw = (nc + chunk - 1) // chunk
     for w in prange(nw):
         row = row_consts(m)  # in the parfor: numba#4846
-        sc = Scratch(np.empty(keep, np.float32), np.empty(width, np.float32),
-                     np.empty(width, np.float32))
+        sc = Scratch(np.empty(width, np.float32), np.empty(width, np.float32))
         for c in range(w * chunk, min(nc, (w + 1) * chunk)):
             bw_row_f32(x2, g2, out2, c, row, lam_s, exact, alias, sc)

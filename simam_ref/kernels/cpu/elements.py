@@ -20,7 +20,7 @@ from .base import ELEM, HALF32, NB, ONE32, TINY32, Exact32, Fast32, fma, split_m
 from .fastexp import exp_neg_f64, one_plus_exp_neg_f32
 
 __all__ = ["exact32", "exact_f32", "exact_f64", "exact_fast_f32", "fast32", "paper_f32",
-           "paper_f64", "paper_fast_f32"]
+           "paper_f64", "paper_fast_f32", "paper_out_f32", "paper_z_f32"]
 
 _paper_e = njit(inline="always")(neuron.paper_inverse_energy)
 _exact_ib = njit(inline="always")(neuron.exact_reciprocal)
@@ -72,12 +72,25 @@ def exact_f32(xv, ch, row, k4):
 
 
 @njit(fastmath=ELEM, **NB)
+def paper_z_f32(xv, f):
+    """``z = (x - mu) kk`` of one float32 neuron as ``(x - f.mu_hi) kk + f.z_lo``
+    (one subtraction and one FMA); ``E = z**2 + 1/2``."""
+    return fma(xv - f.mu_hi, f.kk, f.z_lo)
+
+
+@njit(fastmath=ELEM, **NB)
+def paper_out_f32(xv, z):
+    """Paper output ``x sigmoid(z**2 + 1/2)`` of one float32 neuron from its ``z``
+    (:func:`paper_z_f32`); ``z**2 + 1/2`` is one FMA."""
+    return xv / one_plus_exp_neg_f32(fma(z, z, HALF32))
+
+
+@njit(fastmath=ELEM, **NB)
 def paper_fast_f32(xv, f):
-    """Paper output of one float32 neuron all in float32: ``z = (x - mu) kk`` as
-    ``(x - f.mu_hi) kk + f.z_lo`` (one FMA), ``E = z**2 + 1/2``.
-    Twin of :func:`paper_f64`."""
-    z = fma(xv - f.mu_hi, f.kk, f.z_lo)
-    return xv / one_plus_exp_neg_f32(z * z + HALF32)
+    """Paper output of one float32 neuron all in float32: :func:`paper_out_f32` of
+    :func:`paper_z_f32` (the grouped forward runs the two in separate loops, same
+    bits).  Twin of :func:`paper_f64`."""
+    return paper_out_f32(xv, paper_z_f32(xv, f))
 
 
 @njit(**NB)

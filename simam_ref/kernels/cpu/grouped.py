@@ -1,21 +1,31 @@
 """Grouped float32 paper forward and backward of short rows (at most
 ``constants.FLAT_MAX_M`` neurons forward, ``constants.FLAT_BW_MAX_M`` backward).
 
-One vector loop runs over a group of whole rows instead of one per row, so a
-49-neuron row has no scalar tail and the rows' statistics, square roots and
-divisions overlap.  Each row's scalars (:data:`~.base.Fast32` forward, ``mu_hi``, ``mu_lo``, ``kk``
-backward) are broadcast over
-its neurons in L1-resident scratch rows.  The forward's element function is the
-one of the row loops (:func:`~.elements.paper_fast_f32`), so every row gets the
-same bits as alone.  The backward runs its costly part (``exp`` and the gain's
-division) in the group loop and the channel sums and output row by row from the
-kept gains; every row takes the same steps whatever its group, so its bits are
-its own (alone, in any grouping, for any thread count).
+A group of whole rows runs in phases, each one function over the group: every
+row's statistics; every row's scalars (one loop over rows, so the divisions and
+square roots of the group overlap); every row's ``z = (x - mu) sqrt(k)`` into
+scratch (the backward also keeps ``u = x - mu``); then the costly per-neuron part
+(``exp`` and the gain's division) in **one vector loop over the whole group**, so a
+49-neuron row pays no scalar tail.  The backward then sums each row's terms and
+writes each row's output from the scratch.
+
+Two measured rules shape the code:
+
+* a call per row costs more than a short row's arithmetic (Numba increments and
+  decrements the reference count of every array argument around a call it does not
+  inline: atomic operations, contended between threads), so the row loops live
+  inside the per-group functions and index flat arrays with unsigned offsets;
+* a per-row vector loop over 49 neurons runs 32 in SIMD and 17 scalar, so the ``z``
+  and output loops run a whole number of :data:`Z_PAD` vectors when the extra
+  elements land on rows written after (:func:`padded_len`).
+
+The forward's element function is the one of the row loops, split in two
+(:func:`~.elements.paper_z_f32`, :func:`~.elements.paper_out_f32`), so every row gets
+the same bits as on the channel path.  Every row takes the same steps whatever its
+group, so its bits are its own (alone, in any grouping, for any thread count).
 """
 
 from __future__ import annotations
-
-from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange
@@ -39,77 +49,146 @@ from .base import (
     with_k,
     writable_alias,
 )
-from .elements import fast32, paper_fast_f32
+from .elements import fast32, paper_out_f32, paper_z_f32
 from .fastexp import exp_neg_f32
 from .forward import fwd_block_f32
 from .stats import row_stats_f32
 
 
 @njit(fastmath=ELEM, **NB)
-def _paper_flat_f32(xf, of, pm, pl, pk, inplace):
-    """:func:`~.elements.paper_fast_f32` of every element of ``xf`` into ``of`` (into
-    ``xf`` when ``inplace``; the two loops are in-place/out-of-place twins, see
-    :mod:`.forward`) with per-element ``mu_hi``, ``z_lo``, ``kk`` (``pm``, ``pl``, ``pk``)."""
+def _paper_flat_f32(xf, of, zf, inplace):
+    """:func:`~.elements.paper_out_f32` of every element of ``xf`` (its ``z`` in
+    ``zf``) into ``of`` (into ``xf`` when ``inplace``; the two loops are
+    in-place/out-of-place twins, see :mod:`.forward`)."""
     if inplace:
         wf = writable_alias(xf, of)
         for j in range(wf.shape[0]):
-            wf[j] = paper_fast_f32(wf[j], Fast32(pm[j], pl[j], pk[j]))
+            wf[j] = paper_out_f32(wf[j], zf[j])
     else:
         for j in range(xf.shape[0]):
-            of[j] = paper_fast_f32(xf[j], Fast32(pm[j], pl[j], pk[j]))
+            of[j] = paper_out_f32(xf[j], zf[j])
 
 
-@njit(parallel=True, **NB)
-def forward_flat_f32(x2, x1, lam, out2, o1, inplace, group):
-    """Paper forward of float32 rows in groups of ``group`` rows (``x1``, ``o1``: the
-    flat views of ``x2``, ``out2``): a run of consecutive fast rows is one loop of
-    :func:`_paper_flat_f32`; other rows run :func:`~.forward.fwd_block_f32`."""
-    nc, m = x2.shape
-    lam_s = max(lam, LAM_FLOOR)
-    nw = (nc + group - 1) // group
-    for w in prange(nw):
-        row = row_consts(m)  # in the parfor: numba#4846
-        pm = np.empty(group * m, dtype=np.float32)
-        pl = np.empty(group * m, dtype=np.float32)
-        pk = np.empty(group * m, dtype=np.float32)
-        c0 = w * group
-        c1 = min(nc, c0 + group)
-        start = c0
-        for c in range(c0, c1 + 1):
-            fast = False
-            if c < c1:
-                mu, s2 = row_stats_f32(x2, c, m)
-                den = four_var(s2, lam_s, row)
-                fast = fast_f32_ok(mu, s2, den)
-                if fast:
-                    f = fast32(mu, den)
-                    j = (c - c0) * m
-                    pm[j:j + m] = f.mu_hi
-                    pl[j:j + m] = f.z_lo
-                    pk[j:j + m] = f.kk
-            if not fast:
-                if start < c:
-                    a = (start - c0) * m
-                    b = (c - c0) * m
-                    _paper_flat_f32(x1[start * m:c * m], o1[start * m:c * m], pm[a:b], pl[a:b],
-                                    pk[a:b], inplace)
-                if c < c1:
-                    fwd_block_f32(x2[c], out2[c], Channel(1.0, mu, s2, lam_s), row, False,
-                                  inplace)
-                start = c + 1
+#: The per-row loops of ``z`` (``u``) and of the backward's output run whole vectors
+#: of this many elements (no scalar tail) when the extra elements land on rows
+#: written after; rows shorter than half of it run exactly ``m``.
+Z_PAD = 32
+
+
+@njit(**NB)
+def padded_len(m):
+    """Elements a per-row loop runs for rows of ``m`` (see :data:`Z_PAD`)."""
+    return (m + Z_PAD - 1) // Z_PAD * Z_PAD if 2 * m >= Z_PAD else m
 
 
 @njit(fastmath=ELEM, **NB)
-def _terms_flat(xf, gf, pm, pl, pk, gg, qz, qz2):
-    """Per element ``j`` of the flat rows ``xf`` (``grad_out`` ``gf``), the terms of
-    :func:`.backward_f32.bw_fast_f32` without the row factors ``a2``, ``b8``:
-    ``gg = go g``, ``qz = q z``, ``qz2 = q z**2``, with ``z = ((x - pm) - pl) pk``,
+def _z_rows(x1, zs, c0, n, m, rf, oks):
+    """``z`` (:func:`~.elements.paper_z_f32`) of every fast row ``i < n`` of the group
+    at row ``c0`` into ``zs[i m:]`` (row scalars ``rf[:, i]``).  One function per
+    group, row loops inside: a call per row would pay the reference counting of its
+    array arguments, which costs more than a short row."""
+    padded = padded_len(m)
+    for i in range(n):
+        if oks[i]:
+            f = Fast32(rf[0, i], rf[1, i], rf[2, i])
+            b = np.uint64((c0 + i) * m)
+            sb = np.uint64(i * m)
+            for j in range(padded if i * m + padded <= n * m else m):
+                zs[sb + np.uint64(j)] = paper_z_f32(x1[b + np.uint64(j)], f)
+
+
+@njit(**NB)
+def _fast_consts(rs, lam, row, rf, oks, n):
+    """For rows ``i < n`` with ``(mu, S2)`` in ``rs[:, i]``: ``oks[i]`` =
+    :func:`~.base.fast_f32_ok` and ``rf[:, i]`` = the row's :data:`~.base.Fast32`.
+    One loop over rows of independent iterations (the divisions and square roots of
+    a group overlap instead of each row's waiting on its statistics); the same
+    operations as a row alone, so the same bits."""
+    for i in range(n):
+        mu = rs[0, i]
+        s2 = rs[1, i]
+        den = four_var(s2, lam, row)
+        oks[i] = fast_f32_ok(mu, s2, den)
+        f = fast32(mu, den)
+        rf[0, i] = f.mu_hi
+        rf[1, i] = f.z_lo
+        rf[2, i] = f.kk
+
+
+@njit(**NB)
+def _forward_group(x2, x1, lam, out2, o1, inplace, c0, c1, zs, rs, rf, oks):
+    """Paper forward of rows ``c0 <= c < c1`` (scratch: ``zs`` float32
+    ``>= (c1-c0) m + Z_PAD``, ``rs`` float64 ``(2, >= c1-c0)``, ``rf`` float32
+    ``(3, >= c1-c0)``, ``oks`` bool): every row's statistics, then every row's
+    scalars (:func:`_fast_consts`), then each fast row's ``z`` (:func:`_z_rows`), and
+    a run of consecutive fast rows is one loop of :func:`_paper_flat_f32`; other rows
+    run :func:`~.forward.fwd_block_f32`.
+    """
+    m = x2.shape[1]
+    row = row_consts(m)
+    for c in range(c0, c1):
+        rs[0, c - c0], rs[1, c - c0] = row_stats_f32(x2, c, m)
+    _fast_consts(rs, lam, row, rf, oks, c1 - c0)
+    _z_rows(x1, zs, c0, c1 - c0, m, rf, oks)
+    start = c0
+    for c in range(c0, c1 + 1):
+        i = c - c0
+        if c < c1 and oks[i]:
+            continue
+        if start < c:
+            _paper_flat_f32(x1[start * m:c * m], o1[start * m:c * m],
+                            zs[(start - c0) * m:i * m], inplace)
+        if c < c1:
+            fwd_block_f32(x2[c], out2[c], Channel(1.0, rs[0, i], rs[1, i], lam), row, False,
+                          inplace)
+        start = c + 1
+
+
+@njit(parallel=True, **NB)
+def forward_flat_f32(x2, x1, lam, out2, o1, inplace, group, per_item):
+    """Paper forward of float32 rows in groups of ``group`` rows (``x1``, ``o1``: the
+    flat views of ``x2``, ``out2``): ``prange`` over work items of ``per_item`` groups,
+    one scratch set per work item (see :func:`_forward_group`)."""
+    nc, m = x2.shape
+    lam_s = max(lam, LAM_FLOOR)
+    rows = group * per_item
+    for w in prange((nc + rows - 1) // rows):
+        zs = np.empty(group * m + Z_PAD, np.float32)
+        rs = np.empty((2, group))
+        rf = np.empty((3, group), np.float32)
+        oks = np.empty(group, np.bool_)
+        for c0 in range(w * rows, min(nc, (w + 1) * rows), group):
+            _forward_group(x2, x1, lam_s, out2, o1, inplace, c0, min(nc, c0 + group), zs, rs,
+                           rf, oks)
+
+
+@njit(fastmath=ELEM, **NB)
+def _uz_rows(x1, us, zs, c0, n, m, fs):
+    """``u = (x - mu_hi) - mu_lo`` and ``z = u kk`` of every row ``i < n`` of the group
+    at row ``c0`` into ``us[i m:]``, ``zs[i m:]`` (row scalars
+    :data:`~.base.FastBw32` ``fs[:, i]``; one function per group, as :func:`_z_rows`)."""
+    padded = padded_len(m)
+    for i in range(n):
+        f = FastBw32(fs[0, i], fs[1, i], fs[2, i], fs[3, i], fs[4, i])
+        b = np.uint64((c0 + i) * m)
+        sb = np.uint64(i * m)
+        for j in range(padded if i * m + padded <= n * m else m):
+            u = (x1[b + np.uint64(j)] - f.mu_hi) - f.mu_lo
+            us[sb + np.uint64(j)] = u
+            zs[sb + np.uint64(j)] = u * f.kk
+
+
+@njit(fastmath=ELEM, **NB)
+def _terms_flat(xf, gf, zf, gg, qz, qz2):
+    """Per element ``j`` of the flat rows ``xf`` (``grad_out`` ``gf``, ``z`` in
+    ``zf``), the terms of :func:`.backward_f32.bw_fast_f32` without the row factors
+    ``a2``, ``b8``: ``gg = go g``, ``qz = q z``, ``qz2 = q z**2``, with
     ``E = z**2 + 1/2``, ``g = sigmoid(E)``, ``q = go x g (1 - g)`` (a twin of
-    ``bw_fast_f32`` whose row scalars vary per element)."""
+    ``bw_fast_f32`` whose row scalars are in ``z``)."""
     for j in range(xf.shape[0]):
         xv = xf[j]
         gv = gf[j]
-        z = ((xv - pm[j]) - pl[j]) * pk[j]
+        z = zf[j]
         z2 = z * z
         t = exp_neg_f32(z2 + HALF32)
         g = ONE32 / (ONE32 + t)
@@ -119,101 +198,114 @@ def _terms_flat(xf, gf, pm, pl, pk, gg, qz, qz2):
         qz2[j] = q * z2
 
 
-#: One row of a group: ``m`` neurons at ``base`` of the flat arrays and at ``sbase``
-#: of the scratch rows (flat, unsigned indices: no per-row views, whose reference
-#: counting on the shared arrays costs more than a short row of arithmetic).
-Seg = namedtuple("Seg", ["base", "sbase", "m"])
-
-
 @njit(fastmath=RED, **NB)
-def _row_sums(g1, qz, qz2, seg):
-    """``(sum(q z), sum(q z**2), sum(|go|))`` of the row :data:`Seg` ``seg``, in float64."""
-    p1 = 0.0
-    p2 = 0.0
-    sg = 0.0
-    b = np.uint64(seg.base)
-    sb = np.uint64(seg.sbase)
-    for i in range(seg.m):
-        k = sb + np.uint64(i)
-        p1 += np.float64(qz[k])
-        p2 += np.float64(qz2[k])
-        sg += np.float64(abs(g1[b + np.uint64(i)]))
-    return p1, p2, sg
+def _sums_rows(g1, qz, qz2, c0, n, m, fs, rs, oks):
+    """For every row ``i < n`` with ``oks[i]`` of the group at row ``c0``: the float64
+    sums ``mean(q alpha) = a2 sum(q z) / m`` into ``rs[2, i]`` and
+    ``sum(q beta) = b8 sum(q z**2)`` into ``rs[3, i]``, and ``oks[i]`` =
+    :func:`~.backward_f32.bw_sums_ok` (which also reads ``sum |go|``)."""
+    for i in range(n):
+        if oks[i]:
+            p1 = 0.0
+            p2 = 0.0
+            sg = 0.0
+            b = np.uint64((c0 + i) * m)
+            sb = np.uint64(i * m)
+            for j in range(m):
+                k = sb + np.uint64(j)
+                p1 += np.float64(qz[k])
+                p2 += np.float64(qz2[k])
+                sg += np.float64(abs(g1[b + np.uint64(j)]))
+            p1 *= np.float64(fs[3, i])
+            p2 *= np.float64(fs[4, i])
+            oks[i] = bw_sums_ok(p1, p2, sg, m)
+            rs[2, i] = p1 / m
+            rs[3, i] = p2
 
 
 @njit(fastmath=ELEM, **NB)
-def _row_out(x1, gg, qz, o1, seg, f, p1m, p2, alias):
-    """Output ``go g + q z a2 - mean(q alpha) - u sum(q beta)`` of the row :data:`Seg`
-    ``seg`` from its kept terms (in-place and out-of-place twin loops; ``grad_out`` is
-    not read)."""
-    b = np.uint64(seg.base)
-    sb = np.uint64(seg.sbase)
-    if alias == 1:
-        wx = writable_alias(x1, o1)
-        for i in range(seg.m):
-            k = b + np.uint64(i)
-            j = sb + np.uint64(i)
-            wx[k] = gg[j] + qz[j] * f.a2 - p1m - ((wx[k] - f.mu_hi) - f.mu_lo) * p2
-    else:
-        for i in range(seg.m):
-            k = b + np.uint64(i)
-            j = sb + np.uint64(i)
-            o1[k] = gg[j] + qz[j] * f.a2 - p1m - ((x1[k] - f.mu_hi) - f.mu_lo) * p2
+def _out_rows(o1, gg, qz, us, c0, n, m, fs, rs, runs):
+    """Output ``go g + q z a2 - mean(q alpha) - u sum(q beta)`` of every row ``i < n``
+    with ``runs[i] > 0`` (the rows from ``i`` on whose output comes from the scratch)
+    from its kept ``go g``, ``q z`` and ``u``: ``x`` and ``grad_out`` are not read, so
+    the output may be either of them.  A row writes :func:`padded_len` elements when
+    they all land on such rows (written after)."""
+    padded = padded_len(m)
+    for i in range(n):
+        if runs[i] > 0:
+            a2 = fs[3, i]
+            p1m = np.float32(rs[2, i])
+            p2 = np.float32(rs[3, i])
+            b = np.uint64((c0 + i) * m)
+            sb = np.uint64(i * m)
+            for j in range(padded if runs[i] * m >= padded else m):
+                k = sb + np.uint64(j)
+                o1[b + np.uint64(j)] = gg[k] + qz[k] * a2 - p1m - us[k] * p2
 
 
 @njit(**NB)
-def _group(x2, g2, out2, c0, c1, lam, alias, sc, fs, oks):
-    """Backward of rows ``c0 <= c < c1``; scratch ``sc`` float32 ``(6, >= (c1-c0) m)``
-    (broadcast ``mu_hi, mu_lo, kk``; ``go g``, ``q z``, ``q z**2``), ``fs`` float32
-    ``(5, >= c1-c0)`` (each row's :data:`~.base.FastBw32`), ``oks`` bool."""
-    m = x2.shape[1]
-    row = row_consts(m)
-    pm, pl, pk, gg, qz, qz2 = sc[0], sc[1], sc[2], sc[3], sc[4], sc[5]
-    for c in range(c0, c1):
-        i = c - c0
-        mu, s2 = row_stats_f32(x2, c, m)
-        ok, f = fast_bw32(mu, s2, lam, row)
+def _bw_consts(rs, lam, row, fs, oks, n):
+    """For rows ``i < n`` with ``(mu, S2)`` in ``rs[:, i]``: ``(oks[i], fs[:, i])`` =
+    :func:`~.backward_f32.fast_bw32` (one loop over rows, as :func:`_fast_consts`)."""
+    for i in range(n):
+        ok, f = fast_bw32(rs[0, i], rs[1, i], lam, row)
         oks[i] = ok
         fs[0, i] = f.mu_hi
         fs[1, i] = f.mu_lo
         fs[2, i] = f.kk
         fs[3, i] = f.a2
         fs[4, i] = f.b8
-        pm[i * m:(i + 1) * m] = f.mu_hi
-        pl[i * m:(i + 1) * m] = f.mu_lo
-        pk[i * m:(i + 1) * m] = f.kk
-    e = (c1 - c0) * m
+
+
+@njit(**NB)
+def _group(x2, g2, out2, c0, c1, lam, alias, sc, rs, fs, oks):
+    """Backward of rows ``c0 <= c < c1``; scratch ``sc`` float32
+    ``(5, >= (c1-c0) m + Z_PAD)`` (``u``, ``z``, ``go g``, ``q z``, ``q z**2``), ``rs``
+    float64 ``(4, >= c1-c0)`` (statistics, then the row sums), ``fs`` float32
+    ``(5, >= c1-c0)`` (each row's :data:`~.base.FastBw32`), ``oks`` int64.
+
+    Every row's statistics and scalars, every row's ``u`` and ``z``, the terms of the
+    whole group in one loop, every row's sums, every row's output from the scratch;
+    rows outside the float32 range (or whose sums fail) run the float64 row code.
+    """
+    m = x2.shape[1]
+    n = c1 - c0
+    e = n * m
+    row = row_consts(m)
+    us, zs, gg, qz, qz2 = sc[0], sc[1], sc[2], sc[3], sc[4]
+    for i in range(n):
+        rs[0, i], rs[1, i] = row_stats_f32(x2, c0 + i, m)
+    _bw_consts(rs, lam, row, fs, oks, n)
     x1 = x2.reshape(-1)
     g1 = g2.reshape(-1)
-    o1 = out2.reshape(-1)
-    _terms_flat(x1[c0 * m:c1 * m], g1[c0 * m:c1 * m], pm[:e], pl[:e], pk[:e], gg[:e], qz[:e],
-                qz2[:e])
-    for c in range(c0, c1):
-        i = c - c0
-        if oks[i]:
-            f = FastBw32(fs[0, i], fs[1, i], fs[2, i], fs[3, i], fs[4, i])
-            seg = Seg(c * m, i * m, m)
-            p1, p2, sg = _row_sums(g1, qz, qz2, seg)
-            p1 *= np.float64(f.a2)
-            p2 *= np.float64(f.b8)
-            if bw_sums_ok(p1, p2, sg, m):
-                _row_out(x1, gg, qz, o1, seg, f, np.float32(p1 / m), np.float32(p2), alias)
-                continue
-        mu, s2 = row_stats_f32(x2, c, m)
-        ck = with_k(Channel(1.0, mu, s2, lam), row)
-        p1, p2 = bw_sums(x2[c], g2[c], ck, row, False)
-        bw_out(x2[c], g2[c], out2[c], ck, row, False, Sums(p1 / m, p2), alias)
+    _uz_rows(x1, us, zs, c0, n, m, fs)
+    _terms_flat(x1[c0 * m:c1 * m], g1[c0 * m:c1 * m], zs[:e], gg[:e], qz[:e], qz2[:e])
+    _sums_rows(g1, qz, qz2, c0, n, m, fs, rs, oks)
+    run = 0  # oks[i] becomes the number of consecutive scratch-output rows from i on
+    for i in range(n - 1, -1, -1):
+        run = run + 1 if oks[i] else 0
+        oks[i] = run
+    _out_rows(out2.reshape(-1), gg, qz, us, c0, n, m, fs, rs, oks)
+    for i in range(n):
+        if oks[i] == 0:
+            c = c0 + i
+            ck = with_k(Channel(1.0, rs[0, i], rs[1, i], lam), row)
+            p1, p2 = bw_sums(x2[c], g2[c], ck, row, False)
+            bw_out(x2[c], g2[c], out2[c], ck, row, False, Sums(p1 / m, p2), alias)
 
 
 @njit(parallel=True, **NB)
-def backward_flat_f32(x2, g2, lam, out2, alias, group):
+def backward_flat_f32(x2, g2, lam, out2, alias, group, per_item):
     """Paper backward of float32 rows in groups of ``group`` rows: ``prange`` over
-    groups, one scratch set per group."""
+    work items of ``per_item`` groups, one scratch set per work item (see
+    :func:`_group`; ``alias``: which input ``out2`` is, for the fallback rows)."""
     nc, m = x2.shape
     lam_s = max(lam, LAM_FLOOR)
-    nw = (nc + group - 1) // group
-    for w in prange(nw):
-        sc = np.empty((6, group * m), np.float32)
+    rows = group * per_item
+    for w in prange((nc + rows - 1) // rows):
+        sc = np.empty((5, group * m + Z_PAD), np.float32)
+        rs = np.empty((4, group))
         fs = np.empty((5, group), np.float32)
-        oks = np.empty(group, np.bool_)
-        _group(x2, g2, out2, w * group, min(nc, (w + 1) * group), lam_s, alias, sc, fs, oks)
+        oks = np.empty(group, np.int64)
+        for c0 in range(w * rows, min(nc, (w + 1) * rows), group):
+            _group(x2, g2, out2, c0, min(nc, c0 + group), lam_s, alias, sc, rs, fs, oks)

@@ -70,7 +70,10 @@ def run(kind: Kind, views: tuple[Any, ...], split: tuple[int, int, int, int], la
     channels, m = split[0] * nb, npp * nq
     blocks, tpb, group = launch_config(channels, m)
     shuffle = runtime.use_shuffle()
-    lowp = np.dtype(views[0].dtype) != np.float64
+    # float16/float32 in float32 element math, except the backward of rows shorter
+    # than F32_BW_MIN_M (float64 math: see constants.F32_BW_MIN_M)
+    lowp = np.dtype(views[0].dtype) != np.float64 and (
+        kind == "forward" or m >= constants.F32_BW_MIN_M)
     kern = kernels.kernel(kind, exact, lowp, shuffle, flat=npp == 1, full_warps=tpb >= WARP,
                           regs=register_elements(m, group))
     gshift = group.bit_length() - 1
