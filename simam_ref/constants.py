@@ -40,8 +40,9 @@ SPLIT_MIN_M = 32768
 #: ... and when there are fewer channels than this (a constant, never the thread
 #: count, so the path, hence the bits, depend on the shape alone).
 SPLIT_MAX_CHANNELS = 16
-#: float32 rows shorter than this run the backward in float64 (a float64 copy of
-#: the rows; both methods, both layouts).  On short rows the gradient is a small
+#: float32 rows shorter than this run the backward in float64 (CPU: a float64 copy
+#: of the rows, both methods, both layouts; CUDA: the float64 element math, float16
+#: input too).  On short rows the gradient is a small
 #: difference of large terms (at ``M = 2`` they cancel exactly when ``lam`` is small:
 #: ``E`` does not depend on ``x``), and float32 terms lost up to 0.23 of a row's
 #: largest gradient at ``M = 2``, 3.5e-5 at ``M = 4``, 2e-6 at ``M = 8``, 8.7e-7 at

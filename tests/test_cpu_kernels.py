@@ -702,7 +702,7 @@ def test_grouped_backward_matches_reference_and_is_per_row(m, monkeypatch, threa
 
 def close_offset_rows(nc: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """float32 rows ``300 + N(0, 0.1)`` and gradients: the backward of short such rows
-    is a small difference of large terms (float32 terms lose up to 2e-3 of it)."""
+    is a small difference of large terms (float32 terms lose 2e-4 of it at M = 2)."""
     rng = np.random.default_rng(seed)
     x = (300.0 + 0.1 * rng.standard_normal((nc, m))).astype(np.float32)
     return x, rng.normal(0.3, 1.0, (nc, m)).astype(np.float32)
@@ -731,11 +731,11 @@ def test_short_rows_backward_is_accurate_in_both_layouts(m, method):
 
 def test_short_rows_float32_terms_would_fail(monkeypatch):
     """The data of the test above defeats float32 terms: with the threshold at 2 the
-    float32 backward of 2-neuron rows is off by far more than 2e-6."""
+    float32 backward of 2-neuron rows is off by more than ten times 2e-6 (2e-4 here)."""
     monkeypatch.setattr(constants, "F32_BW_MIN_M", 2)
     x, g = close_offset_rows(2000, 2, seed=2)
     ref = np.empty(x.shape)
     reference.backward_2d(x.astype(np.float64), g.astype(np.float64), LAM, False, ref)
     out = np.empty_like(x)
     cpu.backward_2d(x, g, LAM, False, out)
-    assert np.max(np.abs(out - ref) / np.max(np.abs(ref), axis=1, keepdims=True)) > 1e-4
+    assert np.max(np.abs(out - ref) / np.max(np.abs(ref), axis=1, keepdims=True)) > 2e-5
