@@ -589,7 +589,7 @@ def test_float32_backward_nan_grad_stays_in_its_channel(alias):
     np.testing.assert_array_equal(res[mask], clean[mask])
 
 
-# ------------------------------------- small float32 rows: grouped forward, kept backward
+# ---------------------------------- small float32 rows: grouped forward and backward
 def mixed_rows(nc: int, m: int, seed: int) -> np.ndarray:
     """float32 ``(nc, m)`` rows, a few of them far outside the all-float32 fast range."""
     x = sample((nc, m), np.float32, seed=seed)
@@ -713,7 +713,8 @@ def close_offset_rows(nc: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarra
 def test_short_rows_backward_is_accurate_in_both_layouts(m, method):
     """float32 rows shorter than ``F32_BW_MIN_M`` run the backward in float64; every
     row is within 2e-6 of the float64 reference relative to its largest gradient,
-    channels-first and channels-last, and within 1e-7 below the threshold."""
+    channels-first and channels-last, and within 1e-7 below the threshold; writing
+    over ``x`` or ``g`` gives the same bits."""
     x, g = close_offset_rows(2000, m, seed=m)
     exact = method == "exact"
     ref = np.empty(x.shape)
@@ -727,6 +728,13 @@ def test_short_rows_backward_is_accurate_in_both_layouts(m, method):
     bound = 1e-7 if m < constants.F32_BW_MIN_M else 2e-6
     for got in (out, nlc.transpose(0, 2, 1).reshape(2000, m)):
         assert np.all(np.abs(got - ref) <= bound * scale)
+    for which in (0, 1):  # out= the input x or g itself: the same bits as a fresh output
+        rows = [x.copy(), g.copy()]
+        cpu.backward_2d(*rows, LAM, exact, rows[which])
+        np.testing.assert_array_equal(rows[which], out)
+        lanes = [to_nlc(x), to_nlc(g)]
+        cpu.backward_nlc(*lanes, LAM, exact, lanes[which])
+        np.testing.assert_array_equal(lanes[which], nlc)
 
 
 def test_short_rows_float32_terms_would_fail(monkeypatch):

@@ -681,10 +681,12 @@ def test_float32_large_values_finite():
 
 @pytest.mark.parametrize(("dtype", "a", "lam"), [(np.float32, 2.0**60, LAM),
                                                 (np.float16, 2.0**10, 1e-38)])
-def test_low_precision_exact_zero_leave_one_out_variance(dtype, a, lam):
+def test_low_precision_exact_zero_leave_one_out_variance(dtype, a, lam, monkeypatch):
     """M = 2: each neuron's leave-one-out variance is exactly 0, so b = 4 lam is far below
     float32's range relative to the channel (z < 1e-30), E is astronomic, exp(-E) = 0;
-    the float32 reciprocal of the low-precision path must keep the gradient finite."""
+    the float32 reciprocal of the low-precision path must keep the gradient finite
+    (``F32_BW_MIN_M`` lowered so the backward of these 2-neuron rows runs in low precision)."""
+    monkeypatch.setattr(constants, "F32_BW_MIN_M", 2)
     x = np.array([[[[0.0, a]], [[1.0, -a]]]], dtype=dtype)  # (1, 2, 1, 2)
     g = np.array([[[[0.5, -1.0]], [[2.0, 1.0]]]], dtype=dtype)
     grad = simam_backward(x, g, lam, method="exact", backend="cuda")

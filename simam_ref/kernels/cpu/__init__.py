@@ -172,7 +172,7 @@ def backward_nlc(
     if x3.shape[1] < constants.F32_BW_MIN_M:  # as backward_2d: float64, rows of M
         rows = [np.ascontiguousarray(a.transpose(0, 2, 1)).reshape(-1, a.shape[1])
                 for a in (x3, g3)]
-        out3[...] = _backward_short_f64(*rows, lam, exact).reshape(
+        out3[...] = _backward_short_f64(*rows, float(lam), bool(exact)).reshape(
             x3.shape[0], x3.shape[2], x3.shape[1]).transpose(0, 2, 1)
         return
     nlc_backward.backward_nlc_f32(x3, g3, float(lam), bool(exact), out3,

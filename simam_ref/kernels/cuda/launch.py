@@ -1,9 +1,9 @@
 """Launch configuration: group size, register-kernel choice, blocks, and the launch.
 
 Every launch reads ``constants.THREADS_PER_BLOCK``, ``GROUP_MIN``,
-``ELEMENTS_PER_THREAD``, ``REGISTER_ELEMENTS`` and ``MAX_BLOCKS`` afresh (tests
-lower them for simulator speed); ``constants.WARP_SHUFFLE`` picks the reduction of
-kernels built from then on.
+``ELEMENTS_PER_THREAD``, ``REGISTER_ELEMENTS``, ``MAX_BLOCKS`` and ``F32_BW_MIN_M``
+afresh (tests lower them for simulator speed or coverage); ``constants.WARP_SHUFFLE``
+picks the reduction of kernels built from then on.
 """
 
 from __future__ import annotations
