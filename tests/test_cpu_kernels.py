@@ -526,6 +526,26 @@ def test_channels_last_in_place_and_aliases(method, nlc_spy):
     assert len(nlc_spy) == 5
 
 
+@pytest.mark.parametrize("out", ["new", "x", "g"])
+def test_channels_last_backward_sums_fallback_overwrites_kept_terms(out, monkeypatch):
+    """The channels-last float32 backward keeps ``go g + q alpha`` in the output
+    during its sums pass (when the output is neither input); a tile whose sums fail
+    (``grad_out`` of one channel near float32's range) reruns in float64 and must
+    overwrite every kept value: the result matches the float64 reference, with a
+    NaN-filled output buffer and writing over ``x`` or ``g`` alike."""
+    monkeypatch.setattr(constants, "NLC_TILE", 8)
+    x = sample((2, 12, 6, 6), np.float32, seed=41)
+    g = sample((2, 12, 6, 6), np.float32, seed=42, loc=0.0)
+    g[1, 5] *= np.float32(1e30)  # float32 sums overflow: that tile runs float64
+    ref = simam_backward(x.astype(np.float64), g.astype(np.float64), LAM, backend="numpy")
+    xl, gl = channels_last(x), channels_last(g)
+    dest = {"new": np.full_like(xl, np.nan), "x": xl, "g": gl}[out]
+    gx = simam_backward(xl, gl, LAM, axes=(1, 2), out=dest, backend="cpu")
+    assert gx is dest
+    scale = np.max(np.abs(ref), axis=(2, 3), keepdims=True)
+    assert np.max(np.abs(np.moveaxis(gx, -1, 1) - ref) / scale) < 2e-6
+
+
 @pytest.mark.parametrize("inplace", [False, True])
 def test_channels_last_odd_channels_keep_neighbours_bits(inplace, monkeypatch):
     # a NaN channel and a huge-offset channel (not the all-float32 loop) next to clean ones

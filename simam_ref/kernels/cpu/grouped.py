@@ -44,6 +44,7 @@ from .base import (
     FastBw32,
     Sums,
     fast_f32_ok,
+    fma,
     four_var,
     row_consts,
     with_k,
@@ -190,7 +191,7 @@ def _terms_flat(xf, gf, zf, gg, qz, qz2):
         gv = gf[j]
         z = zf[j]
         z2 = z * z
-        t = exp_neg_f32(z2 + HALF32)
+        t = exp_neg_f32(fma(z, z, HALF32))  # as bw_fast_f32
         g = ONE32 / (ONE32 + t)
         q = gv * xv * g * (t * g)
         gg[j] = gv * g

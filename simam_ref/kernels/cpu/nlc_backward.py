@@ -18,6 +18,7 @@ from .base import (
     ChannelK,
     FastBw32,
     Sums,
+    fma,
     nblocks,
     paper_k,
     row_consts,
@@ -26,12 +27,34 @@ from .base import (
 from .nlc import nlc_stats, tile_of
 
 
+@njit(**NB)
+def _kept(gg, qa):
+    """``go g + q alpha``: the part of a neuron's float32 gradient that does not need
+    the channel sums.  No ``contract``: LLVM fuses a product into an addition only
+    where the product has no other use, which differs between the loop that also
+    sums ``q alpha`` and the one that does not; this keeps both at one rounding of
+    the rounded ``q alpha``."""
+    return gg + qa
+
+
+@njit(fastmath=ELEM, **NB)
+def _grad(kept, u, p1m, p2):
+    """A neuron's float32 gradient ``(kept - mean(q alpha)) - u sum(q beta)`` from
+    :func:`_kept`; the last step one FMA whichever loop it is compiled into, so the
+    output pass that reads ``kept`` back and the one that recomputes it agree."""
+    return fma(-u, p2, kept - p1m)
+
+
 @njit(fastmath=ELEM, **NB)
 def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
     """Sums and output of the float32 paper backward of tile ``tl`` given each
     channel's :data:`~.base.FastBw32` fields in rows 0-4 of ``sp`` (rows 5-8 are
-    scratch); False, with
-    nothing written, when a channel's sums fail :func:`~.backward_f32.bw_sums_ok`."""
+    scratch); False when a channel's sums fail :func:`~.backward_f32.bw_sums_ok`
+    (``of`` then holds partial values, or nothing new when it is ``x`` or ``g``).
+
+    When ``of`` is neither input (``alias == 0``) the sums pass also stores each
+    neuron's :func:`_kept` in ``of``, and the output pass finishes it from ``x``
+    alone: the costly ``exp`` and division run once a neuron instead of twice."""
     t = tl.t
     muh, mul, kk, a2, b8 = sp[0, :t], sp[1, :t], sp[2, :t], sp[3, :t], sp[4, :t]
     p1, p2, sg = sc[3, :t], sc[4, :t], sc[5, :t]
@@ -45,12 +68,21 @@ def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
         # the float32 terms of neuron i of every channel (stores only: 8 lanes wide),
         # then their float64 sums (the same additions, in the same order, as one
         # fused loop, which float64 accumulators would hold to 4 lanes)
-        for c in range(t):
-            uc = u + np.uint64(c)
-            _, qa, qb, _ = bw_fast_f32(xf[uc], gf[uc], FastBw32(muh[c], mul[c], kk[c], a2[c],
-                                                                b8[c]))
-            ta[c] = qa
-            tb[c] = qb
+        if alias == 0:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                gg, qa, qb, _ = bw_fast_f32(xf[uc], gf[uc], FastBw32(muh[c], mul[c], kk[c],
+                                                                     a2[c], b8[c]))
+                ta[c] = qa
+                tb[c] = qb
+                of[uc] = _kept(gg, qa)
+        else:
+            for c in range(t):
+                uc = u + np.uint64(c)
+                _, qa, qb, _ = bw_fast_f32(xf[uc], gf[uc], FastBw32(muh[c], mul[c], kk[c],
+                                                                    a2[c], b8[c]))
+                ta[c] = qa
+                tb[c] = qb
         for c in range(t):
             p1[c] += np.float64(ta[c])
             p2[c] += np.float64(tb[c])
@@ -71,27 +103,27 @@ def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
                 uc = u + np.uint64(c)
                 f = FastBw32(muh[c], mul[c], kk[c], a2[c], b8[c])
                 gg, qa, _, uu = bw_fast_f32(wx[uc], gf[uc], f)
-                wx[uc] = gg + qa - p1m[c] - uu * p2f[c]
+                wx[uc] = _grad(_kept(gg, qa), uu, p1m[c], p2f[c])
         elif alias == 2:
             for c in range(t):
                 uc = u + np.uint64(c)
                 f = FastBw32(muh[c], mul[c], kk[c], a2[c], b8[c])
                 gg, qa, _, uu = bw_fast_f32(xf[uc], wg[uc], f)
-                wg[uc] = gg + qa - p1m[c] - uu * p2f[c]
+                wg[uc] = _grad(_kept(gg, qa), uu, p1m[c], p2f[c])
         else:
             for c in range(t):
                 uc = u + np.uint64(c)
-                f = FastBw32(muh[c], mul[c], kk[c], a2[c], b8[c])
-                gg, qa, _, uu = bw_fast_f32(xf[uc], gf[uc], f)
-                of[uc] = gg + qa - p1m[c] - uu * p2f[c]
+                uu = (xf[uc] - muh[c]) - mul[c]  # as bw_fast_f32's u
+                of[uc] = _grad(of[uc], uu, p1m[c], p2f[c])
     return True
 
 
 @njit(**NB)
 def _fast_tile(xf, gf, of, tl, lam, alias, mu, s2, sc, sp):
     """Float32 paper backward of tile ``tl`` (:func:`~.backward_f32.bw_fast_f32`, a
-    lane per channel); False, with nothing written, when a channel fails
-    :func:`~.backward_f32.fast_bw32` or its sums fail (the caller then runs float64)."""
+    lane per channel); False when a channel fails :func:`~.backward_f32.fast_bw32`
+    or its sums fail (the caller then runs float64, which writes every output and
+    reads only ``x`` and ``g``)."""
     row = row_consts(tl.m)
     for c in range(tl.t):
         ok, f = fast_bw32(mu[c], s2[c], lam, row)
