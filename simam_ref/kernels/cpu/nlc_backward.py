@@ -67,7 +67,8 @@ def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
         u = np.uint64(tl.base + i * tl.stride)
         # the float32 terms of neuron i of every channel (stores only: 8 lanes wide),
         # then their float64 sums (the same additions, in the same order, as one
-        # fused loop, which float64 accumulators would hold to 4 lanes)
+        # fused loop, which float64 accumulators would hold to 4 lanes); twin loops
+        # with and without the kept store, so neither has a branch in its body
         if alias == 0:
             for c in range(t):
                 uc = u + np.uint64(c)
