@@ -27,7 +27,7 @@ from .base import (
 from .nlc import nlc_stats, tile_of
 
 
-@njit(**NB)
+@njit(inline="always", **NB)
 def _kept(gg, qa):
     """``go g + q alpha``: the part of a neuron's float32 gradient that does not need
     the channel sums.  No ``contract``: LLVM fuses a product into an addition only
@@ -50,7 +50,8 @@ def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
     """Sums and output of the float32 paper backward of tile ``tl`` given each
     channel's :data:`~.base.FastBw32` fields in rows 0-4 of ``sp`` (rows 5-8 are
     scratch); False when a channel's sums fail :func:`~.backward_f32.bw_sums_ok`
-    (``of`` then holds partial values, or nothing new when it is ``x`` or ``g``).
+    (``of`` then holds each neuron's kept term, or nothing new when it is ``x`` or
+    ``g``; the float64 fallback overwrites every output).
 
     When ``of`` is neither input (``alias == 0``) the sums pass also stores each
     neuron's :func:`_kept` in ``of``, and the output pass finishes it from ``x``
@@ -67,7 +68,7 @@ def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
         u = np.uint64(tl.base + i * tl.stride)
         # the float32 terms of neuron i of every channel (stores only: 8 lanes wide),
         # then their float64 sums (the same additions, in the same order, as one
-        # fused loop, which float64 accumulators would hold to 4 lanes); twin loops
+        # fused loop, which float64 accumulators would hold to 4 lanes); two loops,
         # with and without the kept store, so neither has a branch in its body
         if alias == 0:
             for c in range(t):
@@ -96,7 +97,9 @@ def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
         p2f[c] = np.float32(p2[c])
     wx = writable_alias(xf, of)
     wg = writable_alias(gf, of)
-    # three alias twin loops (as in backward.bw_out); float64 twin: the end of _tile
+    # three alias loops (as in backward.bw_out): over x and over g recompute the kept
+    # term; a separate output finishes the one the sums pass stored (float64
+    # counterpart: the end of _tile)
     for i in range(tl.m):
         u = np.uint64(tl.base + i * tl.stride)
         if alias == 1:
@@ -175,7 +178,8 @@ def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp):
     _sums64(xf, gf, tl, row, lam, exact, sc)
     wx = writable_alias(xf, of)
     wg = writable_alias(gf, of)
-    # three alias twin loops (as in backward.bw_out); float32 twin: end of _fast_lanes
+    # three alias twin loops (as in backward.bw_out); float32 counterpart: the end
+    # of _fast_lanes
     for i in range(tl.m):
         u = np.uint64(tl.base + i * tl.stride)
         if alias == 1:
