@@ -526,6 +526,39 @@ def test_channels_last_in_place_and_aliases(method, nlc_spy):
     assert len(nlc_spy) == 5
 
 
+@pytest.mark.parametrize("method", ["paper", "exact"])
+def test_channels_last_row_calls_match_nested_loops(method, monkeypatch):
+    """Tiles of at least ``NLC_ROW_CALL`` channels run each neuron row as a call of a
+    row function, narrower tiles the nested twin loops: both give the same bits
+    (forward out of place and in place; backward into a new array, over x, over g)
+    and match the float64 reference."""
+    monkeypatch.setattr(constants, "NLC_TILE", 16)  # tiles of 16 and a partial one of 4
+    x = sample((2, 20, 5, 6), np.float32, seed=43)
+    g = sample((2, 20, 5, 6), np.float32, seed=44, loc=0.0)
+    ref = simam(x.astype(np.float64), LAM, method=method, backend="numpy")
+    ref_g = simam_backward(x.astype(np.float64), g.astype(np.float64), LAM, method=method,
+                           backend="numpy")
+    xl, gl = channels_last(x), channels_last(g)
+    runs = {}
+    for row_call in (1, 10**9):
+        monkeypatch.setattr(constants, "NLC_ROW_CALL", row_call)
+        kw = {"method": method, "axes": (1, 2), "backend": "cpu"}
+        xi, x1, g1, x2, g2 = xl.copy(), xl.copy(), gl.copy(), xl.copy(), gl.copy()
+        runs[row_call] = [simam(xl, LAM, **kw), simam(xi, LAM, out=xi, **kw),
+                          simam_backward(xl, gl, LAM, **kw),
+                          simam_backward(x1, g1, LAM, out=x1, **kw),
+                          simam_backward(x2, g2, LAM, out=g2, **kw)]
+    for a, b in zip(runs[1], runs[10**9]):
+        np.testing.assert_array_equal(a, b)
+    y, yi, gx, gx1, gx2 = runs[1]
+    np.testing.assert_array_equal(yi, y)
+    np.testing.assert_array_equal(gx1, gx)
+    np.testing.assert_array_equal(gx2, gx)
+    assert rel_err(np.moveaxis(y, -1, 1), ref) < 1e-6
+    scale = np.max(np.abs(ref_g), axis=(2, 3), keepdims=True)
+    assert np.max(np.abs(np.moveaxis(gx, -1, 1) - ref_g) / scale) < 2e-6
+
+
 @pytest.mark.parametrize("out", ["new", "x", "g"])
 def test_channels_last_backward_sums_fallback_overwrites_kept_terms(out, monkeypatch):
     """The channels-last float32 backward keeps ``go g + q alpha`` in the output

@@ -160,7 +160,7 @@ def forward_nlc(x3: np.ndarray, lam: float, exact: bool, out3: np.ndarray) -> No
     """
     _check(x3, out3, layout="(batch, M, channels)")
     nlc.forward_nlc_f32(x3, float(lam), bool(exact), out3, int(constants.NLC_TILE),
-                        _same(x3, out3))
+                        _same(x3, out3), int(constants.NLC_ROW_CALL))
 
 
 def backward_nlc(
@@ -176,4 +176,5 @@ def backward_nlc(
             x3.shape[0], x3.shape[2], x3.shape[1]).transpose(0, 2, 1)
         return
     nlc_backward.backward_nlc_f32(x3, g3, float(lam), bool(exact), out3,
-                                  int(constants.NLC_TILE), _alias(out3, x3, g3))
+                                  int(constants.NLC_TILE), _alias(out3, x3, g3),
+                                  int(constants.NLC_ROW_CALL))

@@ -40,8 +40,9 @@ from .stats import row_stats_f32
 
 @njit(fastmath=ELEM, inline="always", **NB)
 def bw_fast_f32(xv, gv, f):
-    """float32 ``(go g, q alpha, q beta, u)`` of one neuron (paper method) of the
-    channel with :data:`~.base.FastBw32` ``f``.  Twins: :func:`.backward.bw_elem`
+    """float32 ``(g, q alpha, q beta, u)`` of one neuron (paper method) of the
+    channel with :data:`~.base.FastBw32` ``f``; ``g = sigmoid(E)`` is the gain
+    (``go g`` is the gradient's first term).  Twins: :func:`.backward.bw_elem`
     (float64) and :func:`.grouped._terms_flat` (from a kept ``z``)."""
     u = (xv - f.mu_hi) - f.mu_lo
     z = u * f.kk
@@ -49,7 +50,7 @@ def bw_fast_f32(xv, gv, f):
     t = exp_neg_f32(fma(z, z, HALF32))  # one FMA whether or not q beta (z2) is used
     g = ONE32 / (ONE32 + t)
     q = gv * xv * g * (t * g)
-    return gv * g, q * z * f.a2, q * z2 * f.b8, u
+    return g, q * z * f.a2, q * z2 * f.b8, u
 
 
 @njit(**NB)
@@ -126,17 +127,20 @@ def _out_fast(xb, gb, ob, f, p1m, p2, alias):
     if alias == 1:
         wx = writable_alias(xb, ob)
         for i in range(xb.shape[0]):
-            gg, qa, _, u = bw_fast_f32(wx[i], gb[i], f)
-            wx[i] = gg + qa - p1m - u * p2
+            gv = gb[i]
+            g, qa, _, u = bw_fast_f32(wx[i], gv, f)
+            wx[i] = gv * g + qa - p1m - u * p2
     elif alias == 2:
         wg = writable_alias(gb, ob)
         for i in range(xb.shape[0]):
-            gg, qa, _, u = bw_fast_f32(xb[i], wg[i], f)
-            wg[i] = gg + qa - p1m - u * p2
+            gv = wg[i]
+            g, qa, _, u = bw_fast_f32(xb[i], gv, f)
+            wg[i] = gv * g + qa - p1m - u * p2
     else:
         for i in range(xb.shape[0]):
-            gg, qa, _, u = bw_fast_f32(xb[i], gb[i], f)
-            ob[i] = gg + qa - p1m - u * p2
+            gv = gb[i]
+            g, qa, _, u = bw_fast_f32(xb[i], gv, f)
+            ob[i] = gv * g + qa - p1m - u * p2
 
 
 @njit(**NB)

@@ -75,21 +75,72 @@ def nlc_stats(xf, tl, sc):
     return x0, s2
 
 
+@njit(fastmath=ELEM, **NB)
+def _paper_row(xf, of, u, t, sp):
+    """Paper outputs of the ``t`` channels of the neuron row at flat index ``u`` of
+    ``xf`` into ``of``, from the :data:`~.base.Fast32` fields in rows 0-2 of ``sp``
+    (in-place twin :func:`_paper_row_inplace`, as :func:`~.forward.fwd_block_f32`).
+    A function of its own, called once a row (:data:`~simam_ref.constants.NLC_ROW_CALL`);
+    nested twins of the row functions: the end of :func:`_fwd_lanes`."""
+    for c in range(t):
+        uc = u + np.uint64(c)
+        of[uc] = paper_fast_f32(xf[uc], Fast32(sp[0, c], sp[1, c], sp[2, c]))
+
+
+@njit(fastmath=ELEM, **NB)
+def _paper_row_inplace(wf, u, t, sp):
+    """:func:`_paper_row` writing over its input ``wf``."""
+    for c in range(t):
+        uc = u + np.uint64(c)
+        wf[uc] = paper_fast_f32(wf[uc], Fast32(sp[0, c], sp[1, c], sp[2, c]))
+
+
+@njit(fastmath=ELEM, **NB)
+def _exact_row(xf, of, u, t, sp, r2, q):
+    """Exact outputs of one neuron row as :func:`_paper_row`, with each channel's
+    floor in row 3 of ``sp`` (in-place twin :func:`_exact_row_inplace`)."""
+    for c in range(t):
+        uc = u + np.uint64(c)
+        of[uc] = exact_fast_f32(xf[uc], Fast32(sp[0, c], sp[1, c], sp[2, c]),
+                                Exact32(r2, q, sp[3, c]))
+
+
+@njit(fastmath=ELEM, **NB)
+def _exact_row_inplace(wf, u, t, sp, r2, q):
+    """:func:`_exact_row` writing over its input ``wf``."""
+    for c in range(t):
+        uc = u + np.uint64(c)
+        wf[uc] = exact_fast_f32(wf[uc], Fast32(sp[0, c], sp[1, c], sp[2, c]),
+                                Exact32(r2, q, sp[3, c]))
+
+
 @njit(**NB)
-def _fwd_lanes(xf, of, tl, sp, exact, inplace):
+def _fwd_lanes(xf, of, tl, sp, exact, inplace, row_call):
     """The vector loops of :func:`_fwd_tile`: every channel of ``tl`` with the
     per-channel float32 scalars ``mu_hi, z_lo, kk, floor`` (:data:`~.base.Fast32` and
-    the exact method's floor) in rows 0-3 of ``sp``
-    (in-place and out-of-place twins, as :func:`~.forward.fwd_block_f32`)."""
+    the exact method's floor) in rows 0-3 of ``sp``; a call of a row function per
+    neuron row when the tile has at least ``row_call`` channels
+    (:data:`~simam_ref.constants.NLC_ROW_CALL`), else nested loops."""
     t = tl.t
     row = row_consts(tl.m)
     r2 = np.float32(row.r * row.r)
     q = np.float32(row.r * (4.0 * row.inv_n))
-    muh = sp[0, :t]
-    zlo = sp[1, :t]
-    kk = sp[2, :t]
-    fl = sp[3, :t]
     wf = writable_alias(xf, of)
+    if t >= row_call:  # a call in a loop's body (taken or not) costs the other loops
+        for i in range(tl.m):
+            u = np.uint64(tl.base + i * tl.stride)
+            if exact and inplace:
+                _exact_row_inplace(wf, u, t, sp, r2, q)
+            elif exact:
+                _exact_row(xf, of, u, t, sp, r2, q)
+            elif inplace:
+                _paper_row_inplace(wf, u, t, sp)
+            else:
+                _paper_row(xf, of, u, t, sp)
+        return
+    # twins of the row functions, nested in the row loop (passing arrays to a
+    # function Numba inlines costs reference counting in every row)
+    muh, zlo, kk, fl = sp[0, :t], sp[1, :t], sp[2, :t], sp[3, :t]
     for i in range(tl.m):
         u = np.uint64(tl.base + i * tl.stride)
         if exact:
@@ -114,7 +165,7 @@ def _fwd_lanes(xf, of, tl, sp, exact, inplace):
 
 
 @njit(**NB)
-def _fwd_tile(xf, of, tl, lam, exact, inplace, sc, sp, slow):
+def _fwd_tile(xf, of, tl, lam, exact, inplace, sc, sp, slow, row_call):
     """Forward of the channels of tile ``tl`` into the same places of ``of`` (flat
     float32, channels-last; ``of`` may be ``xf``); scratch ``sc`` float64 ``(3, >= t)``,
     ``sp`` float32 ``(4, >= t)``, ``slow`` bool ``(>= t)``.
@@ -150,7 +201,7 @@ def _fwd_tile(xf, of, tl, lam, exact, inplace, sc, sp, slow):
             for i in range(m):
                 saved[j, i] = xf[tl.base + i * tl.stride + c]
             j += 1
-    _fwd_lanes(xf, of, tl, sp, exact, inplace)
+    _fwd_lanes(xf, of, tl, sp, exact, inplace, row_call)
     col = np.empty(m if nslow else 0, np.float32)
     j = 0
     for c in range(t):
@@ -162,8 +213,9 @@ def _fwd_tile(xf, of, tl, lam, exact, inplace, sc, sp, slow):
 
 
 @njit(parallel=True, **NB)
-def forward_nlc_f32(x3, lam, exact, out3, width, inplace):
-    """Channels-last forward: ``prange`` over (batch item, tile of ``width`` channels)."""
+def forward_nlc_f32(x3, lam, exact, out3, width, inplace, row_call):
+    """Channels-last forward: ``prange`` over (batch item, tile of ``width`` channels);
+    ``row_call`` as :func:`_fwd_lanes`."""
     nb, m, nc = x3.shape
     nt = nblocks(nc, width)
     lam_s = max(lam, LAM_FLOOR)
@@ -172,4 +224,4 @@ def forward_nlc_f32(x3, lam, exact, out3, width, inplace):
     for w in prange(nb * nt):
         t = min(width, nc)
         _fwd_tile(xf, of, tile_of(w, nt, m, nc, width), lam_s, exact, inplace,
-                  np.empty((3, t)), np.empty((4, t), np.float32), np.empty(t, np.bool_))
+                  np.empty((3, t)), np.empty((4, t), np.float32), np.empty(t, np.bool_), row_call)

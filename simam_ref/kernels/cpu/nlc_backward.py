@@ -28,13 +28,14 @@ from .nlc import nlc_stats, tile_of
 
 
 @njit(inline="always", **NB)
-def _kept(gg, qa):
-    """``go g + q alpha``: the part of a neuron's float32 gradient that does not need
-    the channel sums.  No ``contract``: LLVM fuses a product into an addition only
-    where the product has no other use, which differs between the loop that also
-    sums ``q alpha`` and the one that does not; this keeps both at one rounding of
-    the rounded ``q alpha``."""
-    return gg + qa
+def _kept(gv, g, qa):
+    """``go g + q alpha`` (``gv = go``, ``g`` the gain): the part of a neuron's float32
+    gradient that does not need the channel sums, one FMA.  Spelled out because a
+    function's ``contract`` flag reaches every function compiled into it, and LLVM
+    fuses a product into an addition only where the product has no other use: the
+    loop that also sums ``q alpha`` and the one that does not could otherwise round
+    it differently."""
+    return fma(gv, g, qa)
 
 
 @njit(fastmath=ELEM, **NB)
@@ -45,13 +46,79 @@ def _grad(kept, u, p1m, p2):
     return fma(-u, p2, kept - p1m)
 
 
+@njit(inline="always", **NB)
+def _f32_of(sp, c):
+    """The :data:`~.base.FastBw32` of channel ``c`` from rows 0-4 of ``sp``."""
+    return FastBw32(sp[0, c], sp[1, c], sp[2, c], sp[3, c], sp[4, c])
+
+
 @njit(fastmath=ELEM, **NB)
-def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
+def _sums_row(xf, gf, u, t, sp, sc):
+    """Add neuron row ``u``'s float32 ``q alpha``, ``q beta`` and ``|go|`` of every
+    channel to the float64 sums in rows 3-5 of ``sc``: the terms first (stores only,
+    into rows 7-8 of ``sp``: 8 lanes wide), then the sums (the same additions, in
+    the same order, as one fused loop, which float64 accumulators would hold to 4
+    lanes).  Twin :func:`_sums_row_keep` also stores the kept terms (so neither loop
+    has a branch).  Called once a row for wide tiles; nested twins of the row
+    functions: in :func:`_fast_lanes`."""
+    for c in range(t):
+        uc = u + np.uint64(c)
+        _, qa, qb, _ = bw_fast_f32(xf[uc], gf[uc], _f32_of(sp, c))
+        sp[7, c] = qa
+        sp[8, c] = qb
+    for c in range(t):
+        sc[3, c] += np.float64(sp[7, c])
+        sc[4, c] += np.float64(sp[8, c])
+        sc[5, c] += np.float64(abs(gf[u + np.uint64(c)]))
+
+
+@njit(fastmath=ELEM, **NB)
+def _sums_row_keep(xf, gf, of, u, t, sp, sc):
+    """:func:`_sums_row` that also stores each neuron's :func:`_kept` in ``of``."""
+    for c in range(t):
+        uc = u + np.uint64(c)
+        gv = gf[uc]
+        g, qa, qb, _ = bw_fast_f32(xf[uc], gv, _f32_of(sp, c))
+        sp[7, c] = qa
+        sp[8, c] = qb
+        of[uc] = _kept(gv, g, qa)
+    for c in range(t):
+        sc[3, c] += np.float64(sp[7, c])
+        sc[4, c] += np.float64(sp[8, c])
+        sc[5, c] += np.float64(abs(gf[u + np.uint64(c)]))
+
+
+@njit(fastmath=ELEM, **NB)
+def _out_row_x(wx, gf, u, t, sp):
+    """Gradients of neuron row ``u`` written over ``x`` (``wx``), with
+    ``mean(q alpha)``, ``sum(q beta)`` in rows 5-6 of ``sp`` (twin
+    :func:`_out_row_g`; as :func:`.backward.bw_out`'s alias loops)."""
+    for c in range(t):
+        uc = u + np.uint64(c)
+        gv = gf[uc]
+        g, qa, _, uu = bw_fast_f32(wx[uc], gv, _f32_of(sp, c))
+        wx[uc] = _grad(_kept(gv, g, qa), uu, sp[5, c], sp[6, c])
+
+
+@njit(fastmath=ELEM, **NB)
+def _out_row_g(xf, wg, u, t, sp):
+    """:func:`_out_row_x` written over ``grad_out`` (``wg``)."""
+    for c in range(t):
+        uc = u + np.uint64(c)
+        gv = wg[uc]
+        g, qa, _, uu = bw_fast_f32(xf[uc], gv, _f32_of(sp, c))
+        wg[uc] = _grad(_kept(gv, g, qa), uu, sp[5, c], sp[6, c])
+
+
+@njit(fastmath=ELEM, **NB)
+def _fast_lanes(xf, gf, of, tl, alias, sc, sp, row_call):
     """Sums and output of the float32 paper backward of tile ``tl`` given each
     channel's :data:`~.base.FastBw32` fields in rows 0-4 of ``sp`` (rows 5-8 are
     scratch); False when a channel's sums fail :func:`~.backward_f32.bw_sums_ok`
     (``of`` then holds each neuron's kept term, or nothing new when it is ``x`` or
-    ``g``; the float64 fallback overwrites every output).
+    ``g``; the float64 fallback overwrites every output).  A call of a row function
+    per neuron row when the tile has at least ``row_call`` channels
+    (:data:`~simam_ref.constants.NLC_ROW_CALL`), else nested twins of them.
 
     When ``of`` is neither input (``alias == 0``) the sums pass also stores each
     neuron's :func:`_kept` in ``of``, and the output pass finishes it from ``x``
@@ -59,37 +126,44 @@ def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
     t = tl.t
     muh, mul, kk, a2, b8 = sp[0, :t], sp[1, :t], sp[2, :t], sp[3, :t], sp[4, :t]
     p1, p2, sg = sc[3, :t], sc[4, :t], sc[5, :t]
+    p1m, p2f, ta, tb = sp[5, :t], sp[6, :t], sp[7, :t], sp[8, :t]
     for c in range(t):
         p1[c] = 0.0
         p2[c] = 0.0
         sg[c] = 0.0
-    ta, tb = sp[7, :t], sp[8, :t]
-    for i in range(tl.m):
-        u = np.uint64(tl.base + i * tl.stride)
-        # the float32 terms of neuron i of every channel (stores only: 8 lanes wide),
-        # then their float64 sums (the same additions, in the same order, as one
-        # fused loop, which float64 accumulators would hold to 4 lanes); two loops,
-        # with and without the kept store, so neither has a branch in its body
-        if alias == 0:
-            for c in range(t):
-                uc = u + np.uint64(c)
-                gg, qa, qb, _ = bw_fast_f32(xf[uc], gf[uc], FastBw32(muh[c], mul[c], kk[c],
-                                                                     a2[c], b8[c]))
-                ta[c] = qa
-                tb[c] = qb
-                of[uc] = _kept(gg, qa)
-        else:
-            for c in range(t):
-                uc = u + np.uint64(c)
-                _, qa, qb, _ = bw_fast_f32(xf[uc], gf[uc], FastBw32(muh[c], mul[c], kk[c],
+    call = t >= row_call
+    if call:  # row loops with calls apart from those without (as .nlc._fwd_lanes)
+        for i in range(tl.m):
+            u = np.uint64(tl.base + i * tl.stride)
+            if alias == 0:
+                _sums_row_keep(xf, gf, of, u, t, sp, sc)
+            else:
+                _sums_row(xf, gf, u, t, sp, sc)
+    else:
+        # twins of the row functions, nested in the row loop: passing arrays to a
+        # function Numba inlines costs reference counting in every row
+        for i in range(tl.m):
+            u = np.uint64(tl.base + i * tl.stride)
+            if alias == 0:
+                for c in range(t):
+                    uc = u + np.uint64(c)
+                    gv = gf[uc]
+                    g, qa, qb, _ = bw_fast_f32(xf[uc], gv, FastBw32(muh[c], mul[c], kk[c],
                                                                     a2[c], b8[c]))
-                ta[c] = qa
-                tb[c] = qb
-        for c in range(t):
-            p1[c] += np.float64(ta[c])
-            p2[c] += np.float64(tb[c])
-            sg[c] += np.float64(abs(gf[u + np.uint64(c)]))
-    p1m, p2f = sp[5, :t], sp[6, :t]
+                    ta[c] = qa
+                    tb[c] = qb
+                    of[uc] = _kept(gv, g, qa)
+            else:
+                for c in range(t):
+                    uc = u + np.uint64(c)
+                    _, qa, qb, _ = bw_fast_f32(xf[uc], gf[uc], FastBw32(muh[c], mul[c], kk[c],
+                                                                        a2[c], b8[c]))
+                    ta[c] = qa
+                    tb[c] = qb
+            for c in range(t):
+                p1[c] += np.float64(ta[c])
+                p2[c] += np.float64(tb[c])
+                sg[c] += np.float64(abs(gf[u + np.uint64(c)]))
     for c in range(t):
         if not bw_sums_ok(p1[c], p2[c], sg[c], tl.m):
             return False
@@ -97,33 +171,42 @@ def _fast_lanes(xf, gf, of, tl, alias, sc, sp):
         p2f[c] = np.float32(p2[c])
     wx = writable_alias(xf, of)
     wg = writable_alias(gf, of)
-    # three alias loops (as in backward.bw_out): over x and over g recompute the kept
-    # term; a separate output finishes the one the sums pass stored (float64
-    # counterpart: the end of _tile)
-    for i in range(tl.m):
-        u = np.uint64(tl.base + i * tl.stride)
-        if alias == 1:
-            for c in range(t):
-                uc = u + np.uint64(c)
-                f = FastBw32(muh[c], mul[c], kk[c], a2[c], b8[c])
-                gg, qa, _, uu = bw_fast_f32(wx[uc], gf[uc], f)
-                wx[uc] = _grad(_kept(gg, qa), uu, p1m[c], p2f[c])
-        elif alias == 2:
-            for c in range(t):
-                uc = u + np.uint64(c)
-                f = FastBw32(muh[c], mul[c], kk[c], a2[c], b8[c])
-                gg, qa, _, uu = bw_fast_f32(xf[uc], wg[uc], f)
-                wg[uc] = _grad(_kept(gg, qa), uu, p1m[c], p2f[c])
-        else:
+    if alias == 0:  # finish the kept terms (float64 counterpart: the end of _tile)
+        for i in range(tl.m):
+            u = np.uint64(tl.base + i * tl.stride)
             for c in range(t):
                 uc = u + np.uint64(c)
                 uu = (xf[uc] - muh[c]) - mul[c]  # as bw_fast_f32's u
                 of[uc] = _grad(of[uc], uu, p1m[c], p2f[c])
+    elif call:  # over x or g: the kept term recomputed
+        for i in range(tl.m):
+            u = np.uint64(tl.base + i * tl.stride)
+            if alias == 1:
+                _out_row_x(wx, gf, u, t, sp)
+            else:
+                _out_row_g(xf, wg, u, t, sp)
+    else:
+        for i in range(tl.m):  # twins of _out_row_x, _out_row_g (as the sums above)
+            u = np.uint64(tl.base + i * tl.stride)
+            if alias == 1:
+                for c in range(t):
+                    uc = u + np.uint64(c)
+                    gv = gf[uc]
+                    g, qa, _, uu = bw_fast_f32(wx[uc], gv, FastBw32(muh[c], mul[c], kk[c],
+                                                                    a2[c], b8[c]))
+                    wx[uc] = _grad(_kept(gv, g, qa), uu, p1m[c], p2f[c])
+            else:
+                for c in range(t):
+                    uc = u + np.uint64(c)
+                    gv = wg[uc]
+                    g, qa, _, uu = bw_fast_f32(xf[uc], gv, FastBw32(muh[c], mul[c], kk[c],
+                                                                    a2[c], b8[c]))
+                    wg[uc] = _grad(_kept(gv, g, qa), uu, p1m[c], p2f[c])
     return True
 
 
 @njit(**NB)
-def _fast_tile(xf, gf, of, tl, lam, alias, mu, s2, sc, sp):
+def _fast_tile(xf, gf, of, tl, lam, alias, mu, s2, sc, sp, row_call):
     """Float32 paper backward of tile ``tl`` (:func:`~.backward_f32.bw_fast_f32`, a
     lane per channel); False when a channel fails :func:`~.backward_f32.fast_bw32`
     or its sums fail (the caller then runs float64, which writes every output and
@@ -138,7 +221,7 @@ def _fast_tile(xf, gf, of, tl, lam, alias, mu, s2, sc, sp):
         sp[2, c] = f.kk
         sp[3, c] = f.a2
         sp[4, c] = f.b8
-    return _fast_lanes(xf, gf, of, tl, alias, sc, sp)
+    return _fast_lanes(xf, gf, of, tl, alias, sc, sp, row_call)
 
 
 @njit(fastmath=ELEM, **NB)
@@ -161,14 +244,14 @@ def _sums64(xf, gf, tl, row, lam, exact, sc):
 
 
 @njit(**NB)
-def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp):
+def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp, row_call):
     """Backward of the channels of tile ``tl`` (float32, channels-last, flat arrays
     as in :mod:`.nlc`): :func:`_fast_tile` where it applies, else float64 element
     math; scratch ``sc`` float64 ``(6, >= t)``, ``sp`` float32 ``(9, >= t)``."""
     t = tl.t
     row = row_consts(tl.m)
     mu, s2 = nlc_stats(xf, tl, sc)
-    if not exact and _fast_tile(xf, gf, of, tl, lam, alias, mu, s2, sc, sp):
+    if not exact and _fast_tile(xf, gf, of, tl, lam, alias, mu, s2, sc, sp, row_call):
         return
     k, p1, p2 = sc[3, :t], sc[4, :t], sc[5, :t]
     for c in range(t):
@@ -200,8 +283,9 @@ def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp):
 
 
 @njit(parallel=True, **NB)
-def backward_nlc_f32(x3, g3, lam, exact, out3, width, alias):
-    """Channels-last backward: ``prange`` over (batch item, tile of ``width`` channels)."""
+def backward_nlc_f32(x3, g3, lam, exact, out3, width, alias, row_call):
+    """Channels-last backward: ``prange`` over (batch item, tile of ``width`` channels);
+    ``row_call`` as :func:`_fast_lanes`."""
     nb, m, nc = x3.shape
     nt = nblocks(nc, width)
     lam_s = max(lam, LAM_FLOOR)
@@ -211,4 +295,4 @@ def backward_nlc_f32(x3, g3, lam, exact, out3, width, alias):
     for w in prange(nb * nt):
         t = min(width, nc)
         _tile(xf, gf, of, tile_of(w, nt, m, nc, width), lam_s, exact, alias,
-              np.empty((6, t)), np.empty((9, t), np.float32))
+              np.empty((6, t)), np.empty((9, t), np.float32), row_call)
