@@ -62,8 +62,8 @@ FLAT_ELEMS = 4096
 #: :data:`FLAT_MAX_M`: the grouped backward pays up to 64x64 rows (0.83-0.92x the
 #: channel path's time at 28x28 and 56x56), where the grouped forward does not.
 FLAT_BW_MAX_M = 4096
-#: Neurons per group of the grouped backward (its five float32 scratch rows take
-#: 160 KiB: they stay in L2).
+#: Neurons per group of the grouped backward (its four float32 scratch rows take
+#: 128 KiB: they stay in L2).
 FLAT_BW_ELEMS = 8192
 #: Neurons per block of the float32 paper backward's sums pass: a block's terms are
 #: stored in L1 scratch, then summed in float64.

@@ -762,6 +762,34 @@ def test_grouped_backward_matches_reference_and_is_per_row(m, monkeypatch, threa
     assert_backward_rows_ok(x, g, out)
 
 
+@pytest.mark.parametrize("m", [1, 16, 49, 196, 3136])
+def test_statistics_with_grad_sum_match_float64_sums(m):
+    """The grouped backward's one pass over a row: ``(mu, S2)`` as the forward's
+    statistics (float64 sums of ``x - x[0]``) and ``sum |go|`` in float32, whose
+    overflow to ``inf`` fails the range check (the float64 row code takes over)."""
+    from simam_ref.kernels.cpu import backward_f32, stats
+
+    x = sample((3, m), np.float32, seed=47, loc=3.0)
+    g = sample((3, m), np.float32, seed=48, loc=0.0)
+    x[1] = np.float32(7.0)  # constant row: mu exactly, S2 = 0
+    g[2] = np.float32(3e38)  # sum |go| beyond float32
+    for c in range(3):
+        mu, s2, sg = stats.row_stats_go_f32(x, g, c, m)
+        x64 = x[c].astype(np.float64)
+        mean = float(np.mean(x64))
+        np.testing.assert_allclose((mu, s2), stats.row_stats_f32(x, c, m), rtol=1e-13)
+        assert mu == pytest.approx(mean, rel=1e-14)
+        assert s2 == pytest.approx(float(np.sum((x64 - mean) ** 2)), rel=1e-10, abs=1e-300)
+        if c == 1:
+            assert (mu, s2) == (7.0, 0.0)
+        if c == 2:  # mean |go| 3e38: out of range whether or not the sum overflowed
+            assert sg == np.inf or m == 1
+            assert not backward_f32.bw_sums_ok(0.0, 0.0, float(sg), m)
+        else:
+            assert sg == pytest.approx(float(np.sum(np.abs(g[c].astype(np.float64)))), rel=1e-5)
+            assert backward_f32.bw_sums_ok(0.0, 0.0, float(sg), m)
+
+
 def close_offset_rows(nc: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """float32 rows ``300 + N(0, 0.1)`` and gradients: the backward of short such rows
     is a small difference of large terms (float32 terms lose 2e-4 of it at M = 2)."""

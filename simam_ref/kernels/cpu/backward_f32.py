@@ -69,7 +69,9 @@ def fast_bw32(mu, s2, lam, row):
 @njit(**NB)
 def bw_sums_ok(p1, p2, sg, m):
     """Whether the float32 sums are trustworthy: finite (no float32 overflow) and
-    ``mean |go|`` far from float32's overflow and underflow (or exactly 0)."""
+    ``mean |go|`` far from float32's overflow and underflow (or exactly 0).  Callers
+    sum ``|go|`` (``sg``) in float32: this is a range check, and a sum that overflowed
+    to ``inf`` fails it as the float64 sum's mean above ``2**60`` would."""
     gm = sg / m
     return math.isfinite(p1) and math.isfinite(p2) and (gm == 0.0 or 2.0**-60 < gm < 2.0**60)
 
@@ -87,15 +89,18 @@ def _terms(xb, gb, f, ta, tb):
 
 @njit(fastmath=RED, **NB)
 def _block_sums(gb, ta, tb):
-    """``(sum(ta), sum(tb), sum(|gb|))`` in float64."""
+    """``(sum(ta), sum(tb), sum(|gb|))``, the first two summed in float64, the last in
+    float32: only the range check of :func:`bw_sums_ok` reads it (a float32 overflow
+    gives ``inf``, which fails it); 0.92-0.98x the row's time of a float64 sum,
+    measured at 784-12544 neurons."""
     p1 = 0.0
     p2 = 0.0
-    sg = 0.0
+    sg = np.float32(0.0)
     for i in range(gb.shape[0]):
         p1 += np.float64(ta[i])
         p2 += np.float64(tb[i])
-        sg += np.float64(abs(gb[i]))
-    return p1, p2, sg
+        sg += abs(gb[i])
+    return p1, p2, np.float64(sg)
 
 
 @njit(**NB)

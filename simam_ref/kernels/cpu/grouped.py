@@ -4,7 +4,7 @@
 A group of whole rows runs in phases, each one function over the group: every
 row's statistics; every row's scalars (one loop over rows, so the divisions and
 square roots of the group overlap); every row's ``z = (x - mu) sqrt(k)`` into
-scratch (the backward also keeps ``u = x - mu``); then the costly per-neuron part
+scratch; then the costly per-neuron part
 (``exp`` and the gain's division) in **one vector loop over the whole group**, so a
 49-neuron row pays no scalar tail.  The backward then sums each row's terms and
 writes each row's output from the scratch.
@@ -53,7 +53,7 @@ from .base import (
 from .elements import fast32, paper_out_f32, paper_z_f32
 from .fastexp import exp_neg_f32
 from .forward import fwd_block_f32
-from .stats import row_stats_f32
+from .stats import row_stats_f32, row_stats_go_f32
 
 
 @njit(fastmath=ELEM, **NB)
@@ -70,7 +70,7 @@ def _paper_flat_f32(xf, of, zf, inplace):
             of[j] = paper_out_f32(xf[j], zf[j])
 
 
-#: The per-row loops of ``z`` (``u``) and of the backward's output run whole vectors
+#: The per-row loops of ``z`` and of the backward's output run whole vectors
 #: of this many elements (no scalar tail) when the extra elements land on rows
 #: written after; rows shorter than half of it run exactly ``m``.
 Z_PAD = 32
@@ -164,9 +164,9 @@ def forward_flat_f32(x2, x1, lam, out2, o1, inplace, group, per_item):
 
 
 @njit(fastmath=ELEM, **NB)
-def _uz_rows(x1, us, zs, c0, n, m, fs):
-    """``u = (x - mu_hi) - mu_lo`` and ``z = u kk`` of every row ``i < n`` of the group
-    at row ``c0`` into ``us[i m:]``, ``zs[i m:]`` (row scalars
+def _bw_z_rows(x1, zs, c0, n, m, fs):
+    """``z = ((x - mu_hi) - mu_lo) kk`` (as :func:`.backward_f32.bw_fast_f32`) of every
+    row ``i < n`` of the group at row ``c0`` into ``zs[i m:]`` (row scalars
     :data:`~.base.FastBw32` ``fs[:, i]``; one function per group, as :func:`_z_rows`)."""
     padded = padded_len(m)
     for i in range(n):
@@ -174,9 +174,7 @@ def _uz_rows(x1, us, zs, c0, n, m, fs):
         b = np.uint64((c0 + i) * m)
         sb = np.uint64(i * m)
         for j in range(padded if i * m + padded <= n * m else m):
-            u = (x1[b + np.uint64(j)] - f.mu_hi) - f.mu_lo
-            us[sb + np.uint64(j)] = u
-            zs[sb + np.uint64(j)] = u * f.kk
+            zs[sb + np.uint64(j)] = ((x1[b + np.uint64(j)] - f.mu_hi) - f.mu_lo) * f.kk
 
 
 @njit(fastmath=ELEM, **NB)
@@ -200,48 +198,48 @@ def _terms_flat(xf, gf, zf, gg, qz, qz2):
 
 
 @njit(fastmath=RED, **NB)
-def _sums_rows(g1, qz, qz2, c0, n, m, fs, rs, oks):
-    """For every row ``i < n`` with ``oks[i]`` of the group at row ``c0``: the float64
-    sums ``mean(q alpha) = a2 sum(q z) / m`` into ``rs[2, i]`` and
+def _sums_rows(qz, qz2, n, m, fs, rs, oks):
+    """For every row ``i < n`` with ``oks[i]`` of the group: the float64 sums
+    ``mean(q alpha) = a2 sum(q z) / m`` into ``rs[2, i]`` and
     ``sum(q beta) = b8 sum(q z**2)`` into ``rs[3, i]``, and ``oks[i]`` =
-    :func:`~.backward_f32.bw_sums_ok` (which also reads ``sum |go|``)."""
+    :func:`~.backward_f32.bw_sums_ok` (with the row's float32 ``sum |go|`` from
+    ``fs[5, i]``, summed with the statistics)."""
     for i in range(n):
         if oks[i]:
             p1 = 0.0
             p2 = 0.0
-            sg = 0.0
-            b = np.uint64((c0 + i) * m)
             sb = np.uint64(i * m)
             for j in range(m):
                 k = sb + np.uint64(j)
                 p1 += np.float64(qz[k])
                 p2 += np.float64(qz2[k])
-                sg += np.float64(abs(g1[b + np.uint64(j)]))
             p1 *= np.float64(fs[3, i])
             p2 *= np.float64(fs[4, i])
-            oks[i] = bw_sums_ok(p1, p2, sg, m)
+            oks[i] = bw_sums_ok(p1, p2, np.float64(fs[5, i]), m)
             rs[2, i] = p1 / m
             rs[3, i] = p2
 
 
 @njit(fastmath=ELEM, **NB)
-def _out_rows(o1, gg, qz, us, c0, n, m, fs, rs, runs):
+def _out_rows(o1, gg, qz, zs, c0, n, m, fs, rs, runs):
     """Output ``go g + q z a2 - mean(q alpha) - u sum(q beta)`` of every row ``i < n``
     with ``runs[i] > 0`` (the rows from ``i`` on whose output comes from the scratch)
-    from its kept ``go g``, ``q z`` and ``u``: ``x`` and ``grad_out`` are not read, so
-    the output may be either of them.  A row writes :func:`padded_len` elements when
+    from its kept ``go g``, ``q z`` and ``z``, the last term as ``z (sum(q beta) / kk)``
+    (a scratch stream fewer than keeping ``u``: 0.96-0.98x the group's time, measured
+    at 49-3136 neurons): ``x`` and ``grad_out`` are not read, so the output may be
+    either of them.  A row writes :func:`padded_len` elements when
     they all land on such rows (written after)."""
     padded = padded_len(m)
     for i in range(n):
         if runs[i] > 0:
             a2 = fs[3, i]
             p1m = np.float32(rs[2, i])
-            p2 = np.float32(rs[3, i])
+            p2k = np.float32(rs[3, i] / np.float64(fs[2, i]))
             b = np.uint64((c0 + i) * m)
             sb = np.uint64(i * m)
             for j in range(padded if runs[i] * m >= padded else m):
                 k = sb + np.uint64(j)
-                o1[b + np.uint64(j)] = gg[k] + qz[k] * a2 - p1m - us[k] * p2
+                o1[b + np.uint64(j)] = gg[k] + qz[k] * a2 - p1m - zs[k] * p2k
 
 
 @njit(**NB)
@@ -261,32 +259,34 @@ def _bw_consts(rs, lam, row, fs, oks, n):
 @njit(**NB)
 def _group(x2, g2, out2, c0, c1, lam, alias, sc, rs, fs, oks):
     """Backward of rows ``c0 <= c < c1``; scratch ``sc`` float32
-    ``(5, >= (c1-c0) m + Z_PAD)`` (``u``, ``z``, ``go g``, ``q z``, ``q z**2``), ``rs``
+    ``(4, >= (c1-c0) m + Z_PAD)`` (``z``, ``go g``, ``q z``, ``q z**2``), ``rs``
     float64 ``(4, >= c1-c0)`` (statistics, then the row sums), ``fs`` float32
-    ``(5, >= c1-c0)`` (each row's :data:`~.base.FastBw32`), ``oks`` int64.
+    ``(6, >= c1-c0)`` (each row's :data:`~.base.FastBw32`, then its ``sum |go|``),
+    ``oks`` int64.
 
-    Every row's statistics and scalars, every row's ``u`` and ``z``, the terms of the
-    whole group in one loop, every row's sums, every row's output from the scratch;
-    rows outside the float32 range (or whose sums fail) run the float64 row code.
+    Every row's statistics (with its ``sum |go|``) and scalars, every row's ``z``, the
+    terms of the whole group in one loop, every row's sums, every row's output from
+    the scratch; rows outside the float32 range (or whose sums fail) run the float64
+    row code.
     """
     m = x2.shape[1]
     n = c1 - c0
     e = n * m
     row = row_consts(m)
-    us, zs, gg, qz, qz2 = sc[0], sc[1], sc[2], sc[3], sc[4]
+    zs, gg, qz, qz2 = sc[0], sc[1], sc[2], sc[3]
     for i in range(n):
-        rs[0, i], rs[1, i] = row_stats_f32(x2, c0 + i, m)
+        rs[0, i], rs[1, i], fs[5, i] = row_stats_go_f32(x2, g2, c0 + i, m)
     _bw_consts(rs, lam, row, fs, oks, n)
     x1 = x2.reshape(-1)
     g1 = g2.reshape(-1)
-    _uz_rows(x1, us, zs, c0, n, m, fs)
+    _bw_z_rows(x1, zs, c0, n, m, fs)
     _terms_flat(x1[c0 * m:c1 * m], g1[c0 * m:c1 * m], zs[:e], gg[:e], qz[:e], qz2[:e])
-    _sums_rows(g1, qz, qz2, c0, n, m, fs, rs, oks)
+    _sums_rows(qz, qz2, n, m, fs, rs, oks)
     run = 0  # oks[i] becomes the number of consecutive scratch-output rows from i on
     for i in range(n - 1, -1, -1):
         run = run + 1 if oks[i] else 0
         oks[i] = run
-    _out_rows(out2.reshape(-1), gg, qz, us, c0, n, m, fs, rs, oks)
+    _out_rows(out2.reshape(-1), gg, qz, zs, c0, n, m, fs, rs, oks)
     for i in range(n):
         if oks[i] == 0:
             c = c0 + i
@@ -304,9 +304,9 @@ def backward_flat_f32(x2, g2, lam, out2, alias, group, per_item):
     lam_s = max(lam, LAM_FLOOR)
     rows = group * per_item
     for w in prange((nc + rows - 1) // rows):
-        sc = np.empty((5, group * m + Z_PAD), np.float32)
+        sc = np.empty((4, group * m + Z_PAD), np.float32)
         rs = np.empty((4, group))
-        fs = np.empty((5, group), np.float32)
+        fs = np.empty((6, group), np.float32)
         oks = np.empty(group, np.int64)
         for c0 in range(w * rows, min(nc, (w + 1) * rows), group):
             _group(x2, g2, out2, c0, min(nc, c0 + group), lam_s, alias, sc, rs, fs, oks)

@@ -54,13 +54,15 @@ def _f32_of(sp, c):
 
 @njit(fastmath=ELEM, **NB)
 def _sums_row(xf, gf, u, t, sp, sc):
-    """Add neuron row ``u``'s float32 ``q alpha``, ``q beta`` and ``|go|`` of every
-    channel to the float64 sums in rows 3-5 of ``sc``: the terms first (stores only,
-    into rows 7-8 of ``sp``: 8 lanes wide), then the sums (the same additions, in
-    the same order, as one fused loop, which float64 accumulators would hold to 4
-    lanes).  Twin :func:`_sums_row_keep` also stores the kept terms (so neither loop
-    has a branch).  Called once a row for wide tiles; nested twins of the row
-    functions: in :func:`_fast_lanes`."""
+    """Add neuron row ``u``'s float32 ``q alpha``, ``q beta`` of every channel to the
+    float64 sums in rows 3-4 of ``sc``, and ``|go|`` to the float32 sums in row 9 of
+    ``sp`` (only a range check reads them, :func:`~.backward_f32.bw_sums_ok`: 0.90-0.97x
+    the tile's time of a float64 sum, measured at 49-3136 neurons).  The terms first
+    (stores only, into rows 7-8 of ``sp``: 8 lanes wide), then the sums (the same
+    additions, in the same order, as one fused loop, which float64 accumulators
+    would hold to 4 lanes).  Twin :func:`_sums_row_keep` also stores the kept terms
+    (so neither loop has a branch).  Called once a row for wide tiles; nested twins
+    of the row functions: in :func:`_fast_lanes`."""
     for c in range(t):
         uc = u + np.uint64(c)
         _, qa, qb, _ = bw_fast_f32(xf[uc], gf[uc], _f32_of(sp, c))
@@ -69,7 +71,7 @@ def _sums_row(xf, gf, u, t, sp, sc):
     for c in range(t):
         sc[3, c] += np.float64(sp[7, c])
         sc[4, c] += np.float64(sp[8, c])
-        sc[5, c] += np.float64(abs(gf[u + np.uint64(c)]))
+        sp[9, c] += abs(gf[u + np.uint64(c)])
 
 
 @njit(fastmath=ELEM, **NB)
@@ -85,7 +87,7 @@ def _sums_row_keep(xf, gf, of, u, t, sp, sc):
     for c in range(t):
         sc[3, c] += np.float64(sp[7, c])
         sc[4, c] += np.float64(sp[8, c])
-        sc[5, c] += np.float64(abs(gf[u + np.uint64(c)]))
+        sp[9, c] += abs(gf[u + np.uint64(c)])
 
 
 @njit(fastmath=ELEM, **NB)
@@ -113,7 +115,7 @@ def _out_row_g(xf, wg, u, t, sp):
 @njit(fastmath=ELEM, **NB)
 def _fast_lanes(xf, gf, of, tl, alias, sc, sp, row_call):
     """Sums and output of the float32 paper backward of tile ``tl`` given each
-    channel's :data:`~.base.FastBw32` fields in rows 0-4 of ``sp`` (rows 5-8 are
+    channel's :data:`~.base.FastBw32` fields in rows 0-4 of ``sp`` (rows 5-9 are
     scratch); False when a channel's sums fail :func:`~.backward_f32.bw_sums_ok`
     (``of`` then holds each neuron's kept term, or nothing new when it is ``x`` or
     ``g``; the float64 fallback overwrites every output).  A call of a row function
@@ -125,7 +127,7 @@ def _fast_lanes(xf, gf, of, tl, alias, sc, sp, row_call):
     alone: the costly ``exp`` and division run once a neuron instead of twice."""
     t = tl.t
     muh, mul, kk, a2, b8 = sp[0, :t], sp[1, :t], sp[2, :t], sp[3, :t], sp[4, :t]
-    p1, p2, sg = sc[3, :t], sc[4, :t], sc[5, :t]
+    p1, p2, sg = sc[3, :t], sc[4, :t], sp[9, :t]
     p1m, p2f, ta, tb = sp[5, :t], sp[6, :t], sp[7, :t], sp[8, :t]
     for c in range(t):
         p1[c] = 0.0
@@ -163,9 +165,9 @@ def _fast_lanes(xf, gf, of, tl, alias, sc, sp, row_call):
             for c in range(t):
                 p1[c] += np.float64(ta[c])
                 p2[c] += np.float64(tb[c])
-                sg[c] += np.float64(abs(gf[u + np.uint64(c)]))
+                sg[c] += abs(gf[u + np.uint64(c)])
     for c in range(t):
-        if not bw_sums_ok(p1[c], p2[c], sg[c], tl.m):
+        if not bw_sums_ok(p1[c], p2[c], np.float64(sg[c]), tl.m):
             return False
         p1m[c] = np.float32(p1[c] / tl.m)
         p2f[c] = np.float32(p2[c])
@@ -247,7 +249,7 @@ def _sums64(xf, gf, tl, row, lam, exact, sc):
 def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp, row_call):
     """Backward of the channels of tile ``tl`` (float32, channels-last, flat arrays
     as in :mod:`.nlc`): :func:`_fast_tile` where it applies, else float64 element
-    math; scratch ``sc`` float64 ``(6, >= t)``, ``sp`` float32 ``(9, >= t)``."""
+    math; scratch ``sc`` float64 ``(6, >= t)``, ``sp`` float32 ``(10, >= t)``."""
     t = tl.t
     row = row_consts(tl.m)
     mu, s2 = nlc_stats(xf, tl, sc)
@@ -295,4 +297,4 @@ def backward_nlc_f32(x3, g3, lam, exact, out3, width, alias, row_call):
     for w in prange(nb * nt):
         t = min(width, nc)
         _tile(xf, gf, of, tile_of(w, nt, m, nc, width), lam_s, exact, alias,
-              np.empty((6, t)), np.empty((9, t), np.float32), row_call)
+              np.empty((6, t)), np.empty((10, t), np.float32), row_call)

@@ -145,6 +145,26 @@ def row_stats_f32(x2, c, m):
     return x0 + s1 / m, max(s2 - s1 * s1 / m, 0.0)
 
 
+@njit(fastmath=RED, **NB)
+def row_stats_go_f32(x2, g2, c, m):
+    """``(mu, S2, sum |go|)`` of float32 row ``c``: :func:`row_stats_f32` (the same
+    bits) and, in the same pass, the float32 sum of ``|g2[c]|`` that the backward's
+    range check reads (:func:`~.backward_f32.bw_sums_ok`).  Reading ``grad_out`` in
+    this pass, which is bound by its float64 arithmetic, brings it to cache for the
+    terms: 0.94-0.98x the grouped backward's time of summing it with the terms,
+    measured at 49-3136 neurons."""
+    x0 = np.float64(x2[c, 0])
+    s1 = 0.0
+    s2 = 0.0
+    sg = np.float32(0.0)
+    for i in range(m):
+        v = np.float64(x2[c, i]) - x0
+        s1 += v
+        s2 += v * v
+        sg += abs(g2[c, i])
+    return x0 + s1 / m, max(s2 - s1 * s1 / m, 0.0), sg
+
+
 @njit(**NB)
 def add_parts(part, c):
     """``(sum_b part[c, b, 0], sum_b part[c, b, 1])``: channel ``c``'s two partial
