@@ -569,8 +569,8 @@ def test_channels_last_backward_sums_fallback_overwrites_kept_terms(out, monkeyp
     monkeypatch.setattr(constants, "NLC_TILE", 8)
     x = sample((2, 12, 6, 6), np.float32, seed=41)
     g = sample((2, 12, 6, 6), np.float32, seed=42, loc=0.0)
-    # float32 sums overflow: those tiles (batch 1 channels 0-7, batch 0 channels 8-11,
-    # a partial tile) run float64
+    # mean |grad_out| beyond 2**60 (the range check): those tiles (batch 1 channels
+    # 0-7, batch 0 channels 8-11, a partial tile) run float64
     g[1, 5] *= np.float32(1e30)
     g[0, 9] *= np.float32(1e30)
     ref = simam_backward(x.astype(np.float64), g.astype(np.float64), LAM, backend="numpy")
@@ -727,7 +727,7 @@ def test_channel_backward_matches_reference_and_aliases(m, threads, monkeypatch)
     nc = 70  # more than one chunk of rows
     x = mixed_rows(nc, m, seed=43)
     g = sample((nc, m), np.float32, seed=44, loc=0.0)
-    g[5] = g[5] * np.float32(1e30)  # float32 sums overflow: float64 fallback row
+    g[5] = g[5] * np.float32(1e30)  # mean |go| beyond 2**60: float64 fallback row
     out = np.empty_like(x)
     cpu.backward_2d(x, g, LAM, False, out)
     alone = np.empty_like(x[7:8])
@@ -746,7 +746,7 @@ def test_grouped_backward_matches_reference_and_is_per_row(m, monkeypatch, threa
     nc = 2 * (constants.FLAT_BW_ELEMS // m) + 5  # a partial last group
     x = mixed_rows(nc, m, seed=45)
     g = sample((nc, m), np.float32, seed=46, loc=0.0)
-    g[5] = g[5] * np.float32(1e30)  # float32 sums overflow: float64 fallback row
+    g[5] = g[5] * np.float32(1e30)  # mean |go| beyond 2**60: float64 fallback row
     out = np.empty_like(x)
     cpu.backward_2d(x, g, LAM, False, out)
     assert calls
@@ -788,6 +788,31 @@ def test_statistics_with_grad_sum_match_float64_sums(m):
         else:
             assert sg == pytest.approx(float(np.sum(np.abs(g[c].astype(np.float64)))), rel=1e-5)
             assert backward_f32.bw_sums_ok(0.0, 0.0, float(sg), m)
+
+
+def test_grouped_backward_falls_back_on_the_rows_its_range_checks_reject():
+    """One group of the grouped backward: exactly the rows whose statistics or
+    ``mean |go|`` (summed in float32 with the statistics) are out of the float32
+    range run the float64 row code (``oks[i] == 0`` after the group), and every row
+    matches the float64 reference."""
+    m, n = 49, 12
+    x = sample((n, m), np.float32, seed=49)
+    g = sample((n, m), np.float32, seed=50, loc=0.0)
+    g[2] *= np.float32(1e30)  # mean |go| above 2**60
+    g[5] *= np.float32(1e-30)  # mean |go| below 2**-60
+    g[7] = np.float32(1e37)  # sum |go| overflows float32
+    g[9] = np.float32(0.0)  # exactly 0: the float32 code
+    x[10] *= np.float32(1e31)  # |mu|, S2 beyond the fast range
+    grouped = cpu.grouped
+    sc = np.empty((4, n * m + grouped.Z_PAD), np.float32)
+    rs, fs, oks = np.empty((4, n)), np.empty((6, n), np.float32), np.empty(n, np.int64)
+    out = np.empty_like(x)
+    grouped._group(x, g, out, 0, n, LAM, 0, sc, rs, fs, oks)
+    assert [i for i in range(n) if oks[i] == 0] == [2, 5, 7, 10]
+    assert np.all(np.isfinite(out))
+    ref = reference_rows(x, g)
+    scale = np.max(np.abs(ref), axis=1, keepdims=True)
+    assert np.all(np.abs(out.astype(np.float64) - ref) <= 2e-6 * scale)
 
 
 def close_offset_rows(nc: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -105,8 +105,9 @@ def _block_sums(gb, ta, tb):
 
 @njit(**NB)
 def _sums_fast(xb, gb, f, ta, tb):
-    """``sum(q alpha)``, ``sum(q beta)`` and ``sum(|go|)`` (float64) of one row, in
-    blocks of ``ta``'s length: :func:`_terms` stores a block's terms in L1 scratch,
+    """``sum(q alpha)``, ``sum(q beta)`` and ``sum(|go|)`` of one row (float64; a
+    block's ``|go|`` summed in float32, see :func:`_block_sums`), in blocks of
+    ``ta``'s length: :func:`_terms` stores a block's terms in L1 scratch,
     :func:`_block_sums` adds them (1.8x faster than one fused loop, measured at
     3136 neurons)."""
     m = xb.shape[0]

@@ -56,8 +56,8 @@ def _f32_of(sp, c):
 def _sums_row(xf, gf, u, t, sp, sc):
     """Add neuron row ``u``'s float32 ``q alpha``, ``q beta`` of every channel to the
     float64 sums in rows 3-4 of ``sc``, and ``|go|`` to the float32 sums in row 9 of
-    ``sp`` (only a range check reads them, :func:`~.backward_f32.bw_sums_ok`: 0.90-0.97x
-    the tile's time of a float64 sum, measured at 49-3136 neurons).  The terms first
+    ``sp`` (only a range check reads them, :func:`~.backward_f32.bw_sums_ok`: 0.70-1.03x
+    the backward's time with a float64 sum, median 0.95x, at 49-3136 neurons).  The terms first
     (stores only, into rows 7-8 of ``sp``: 8 lanes wide), then the sums (the same
     additions, in the same order, as one fused loop, which float64 accumulators
     would hold to 4 lanes).  Twin :func:`_sums_row_keep` also stores the kept terms
