@@ -4,10 +4,9 @@
 A group of whole rows runs in phases, each one function over the group: every
 row's statistics; every row's scalars (one loop over rows, so the divisions and
 square roots of the group overlap); every row's ``z = (x - mu) sqrt(k)`` into
-scratch; then the costly per-neuron part
-(``exp`` and the gain's division) in **one vector loop over the whole group**, so a
-49-neuron row pays no scalar tail.  The backward then sums each row's terms and
-writes each row's output from the scratch.
+scratch; then the costly per-neuron part (``exp`` and the gain's division) in **one
+vector loop over the whole group**, so a 49-neuron row pays no scalar tail.  The
+backward then sums each row's terms and writes each row's output from the scratch.
 
 Two measured rules shape the code:
 
@@ -225,10 +224,10 @@ def _out_rows(o1, gg, qz, zs, c0, n, m, fs, rs, runs):
     """Output ``go g + q z a2 - mean(q alpha) - u sum(q beta)`` of every row ``i < n``
     with ``runs[i] > 0`` (the rows from ``i`` on whose output comes from the scratch)
     from its kept ``go g``, ``q z`` and ``z``, the last term as ``z (sum(q beta) / kk)``
-    (a scratch stream fewer than keeping ``u``: 0.96-0.98x the group's time, measured
-    at 49-3136 neurons): ``x`` and ``grad_out`` are not read, so the output may be
-    either of them.  A row writes :func:`padded_len` elements when
-    they all land on such rows (written after)."""
+    (a scratch stream fewer than keeping ``u``: 0.96-1.0x the group's time in three
+    measurements at 49-3136 neurons): ``x`` and ``grad_out`` are not read, so the
+    output may be either of them.  A row writes :func:`padded_len` elements when they
+    all land on such rows (written after)."""
     padded = padded_len(m)
     for i in range(n):
         if runs[i] > 0:
