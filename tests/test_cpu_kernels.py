@@ -767,8 +767,7 @@ def test_statistics_with_grad_sum_match_float64_sums(m):
     """The grouped backward's one pass over a row: ``(mu, S2)`` as the forward's
     statistics (float64 sums of ``x - x[0]``) and ``sum |go|`` in float32, whose
     overflow to ``inf`` fails the range check (the float64 row code takes over)."""
-    from simam_ref.kernels.cpu import backward_f32, stats
-
+    stats, backward_f32 = cpu.stats, cpu.backward_f32
     x = sample((3, m), np.float32, seed=47, loc=3.0)
     g = sample((3, m), np.float32, seed=48, loc=0.0)
     x[1] = np.float32(7.0)  # constant row: mu exactly, S2 = 0

@@ -126,6 +126,13 @@ def row_stats(xr, block, lam):
     return Channel(s, mu0 + su / m, max(ss - su * su / m, 0.0), scaled_lam(lam, s))
 
 
+@njit(fastmath=RED, inline="always", **NB)
+def _shifted_moments(x0, s1, s2, m):
+    """``(mu, S2)`` of ``m`` values from the sums ``s1``, ``s2`` of ``v = x - x0`` and
+    ``v**2`` (``S2`` clamped at 0: a constant row gets exactly 0)."""
+    return x0 + s1 / m, max(s2 - s1 * s1 / m, 0.0)
+
+
 @njit(fastmath=RED, **NB)
 def row_stats_f32(x2, c, m):
     """``(mu, S2)`` of float32 row ``c`` in one pass, 2-D indexing.
@@ -142,7 +149,7 @@ def row_stats_f32(x2, c, m):
         v = np.float64(x2[c, i]) - x0
         s1 += v
         s2 += v * v
-    return x0 + s1 / m, max(s2 - s1 * s1 / m, 0.0)
+    return _shifted_moments(x0, s1, s2, m)
 
 
 @njit(fastmath=RED, **NB)
@@ -163,7 +170,8 @@ def row_stats_go_f32(x2, g2, c, m):
         s1 += v
         s2 += v * v
         sg += abs(g2[c, i])
-    return x0 + s1 / m, max(s2 - s1 * s1 / m, 0.0), sg
+    mu, var_sum = _shifted_moments(x0, s1, s2, m)
+    return mu, var_sum, sg
 
 
 @njit(**NB)
