@@ -11,6 +11,7 @@ Modules, by concern:
 * :mod:`.fastexp` -- vectorisable ``exp(-e)`` (:func:`exp_neg_f32`, :func:`exp_neg_f64`);
 * :mod:`.base` -- compile options, limits, records and typing-time helpers;
 * :mod:`.stats` -- channel statistics (scale, mean, ``S2``);
+* :mod:`.rowsums` -- float64 sums of short float32 rows as explicit vector code;
 * :mod:`.elements` -- per-neuron forward outputs;
 * :mod:`.forward` -- forward row loops, channel and split paths;
 * :mod:`.grouped` -- float32 paper forward and backward of short rows in groups;
@@ -31,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import constants
-from . import backward, backward_f32, forward, grouped, nlc, nlc_backward
+from . import backward, backward_f32, forward, grouped, nlc, nlc_backward, rowsums, stats
 from .base import chunk
 from .fastexp import exp_neg_f32, exp_neg_f64
 

@@ -37,7 +37,6 @@ from .base import (
     HALF32,
     NB,
     ONE32,
-    RED,
     Channel,
     Fast32,
     FastBw32,
@@ -52,6 +51,7 @@ from .base import (
 from .elements import fast32, paper_out_f32, paper_z_f32
 from .fastexp import exp_neg_f32
 from .forward import fwd_block_f32
+from .rowsums import pair_sums_f32
 from .stats import row_stats_f32, row_stats_go_f32
 
 
@@ -196,22 +196,16 @@ def _terms_flat(xf, gf, zf, gg, qz, qz2):
         qz2[j] = q * z2
 
 
-@njit(fastmath=RED, **NB)
+@njit(**NB)
 def _sums_rows(qz, qz2, n, m, fs, rs, oks):
     """For every row ``i < n`` with ``oks[i]`` of the group: the float64 sums
-    ``mean(q alpha) = a2 sum(q z) / m`` into ``rs[2, i]`` and
-    ``sum(q beta) = b8 sum(q z**2)`` into ``rs[3, i]``, and ``oks[i]`` =
-    :func:`~.backward_f32.bw_sums_ok` (with the row's float32 ``sum |go|`` from
+    (:func:`~.rowsums.pair_sums_f32`) ``mean(q alpha) = a2 sum(q z) / m`` into
+    ``rs[2, i]`` and ``sum(q beta) = b8 sum(q z**2)`` into ``rs[3, i]``, and ``oks[i]``
+    = :func:`~.backward_f32.bw_sums_ok` (with the row's float32 ``sum |go|`` from
     ``fs[5, i]``, summed with the statistics)."""
     for i in range(n):
         if oks[i]:
-            p1 = 0.0
-            p2 = 0.0
-            sb = np.uint64(i * m)
-            for j in range(m):
-                k = sb + np.uint64(j)
-                p1 += np.float64(qz[k])
-                p2 += np.float64(qz2[k])
+            p1, p2 = pair_sums_f32(qz, qz2, i * m, m)
             p1 *= np.float64(fs[3, i])
             p2 *= np.float64(fs[4, i])
             oks[i] = bw_sums_ok(p1, p2, np.float64(fs[5, i]), m)

@@ -3,8 +3,8 @@
 float64 rows follow :mod:`simam_ref.reference` step by step: pass 1 ``sum(x)``
 (and ``sum(x*x)`` to decide whether the power-of-two scale is needed), pass 2
 ``sum(x s - mu0)`` and ``sum((x s - mu0)**2)`` with one correction step.  float32
-rows take one pass over ``x - x[0]`` in float64.  Every sum runs over fixed
-blocks in block order, so the bits depend on the shape alone.
+rows take one pass over ``x - x[0]`` in float64 (:mod:`.rowsums`).  Every sum runs
+over fixed blocks in block order, so the bits depend on the shape alone.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from numba import njit, prange
 
 from ...constants import LAM_FLOOR, MAX_EXP, MIN_EXP
 from .base import NB, RED, Channel, blk, is_f32, nblocks
+from .rowsums import moments_abs_f32, moments_f32
 
 # scaling of float64 channels (see reference step 1): skipped when the sum of
 # squares shows every square and sum is comfortably inside float64's range.
@@ -133,44 +134,32 @@ def _shifted_moments(x0, s1, s2, m):
     return x0 + s1 / m, max(s2 - s1 * s1 / m, 0.0)
 
 
-@njit(fastmath=RED, **NB)
+@njit(**NB)
 def row_stats_f32(x2, c, m):
-    """``(mu, S2)`` of float32 row ``c`` in one pass, 2-D indexing.
+    """``(mu, S2)`` of float32 row ``c`` of the C-contiguous ``x2`` in one pass.
 
-    Sums of ``v = x - x[0]`` (exact in float64) and ``v**2``: shifting by a value of
-    the channel keeps ``S2 = sum v**2 - (sum v)**2 / m`` well conditioned, since
+    Float64 sums of ``v = x - x[0]`` (exact in float64) and ``v**2``
+    (:func:`~.rowsums.moments_f32`): shifting by a value of the channel keeps
+    ``S2 = sum v**2 - (sum v)**2 / m`` well conditioned, since
     ``(x[0] - mu)**2 <= S2`` (relative error at most ~``m * eps``).  A constant channel
     gets ``mu`` exactly and ``S2 = 0`` (reference step 2's guarantees).
     """
-    x0 = np.float64(x2[c, 0])
-    s1 = 0.0
-    s2 = 0.0
-    for i in range(m):
-        v = np.float64(x2[c, i]) - x0
-        s1 += v
-        s2 += v * v
-    return _shifted_moments(x0, s1, s2, m)
+    x0 = x2[c, 0]
+    s1, s2 = moments_f32(x2, c * m, m, x0)
+    return _shifted_moments(np.float64(x0), s1, s2, m)
 
 
-@njit(fastmath=RED, **NB)
+@njit(**NB)
 def row_stats_go_f32(x2, g2, c, m):
     """``(mu, S2, sum |go|)`` of float32 row ``c``: the sums of :func:`row_stats_f32`
-    (the same bits where LLVM vectorises both loops alike, as on the AVX-512 host)
-    and, in the same pass, the float32 sum of ``|g2[c]|`` that the backward's range
-    check reads (:func:`~.backward_f32.bw_sums_ok`).  Reading ``grad_out`` in this
-    pass, which is bound by its float64 arithmetic, brings it to cache for the
-    terms: 0.90-0.98x the grouped backward's time of summing it in the sums pass,
-    measured at 49-3136 neurons."""
-    x0 = np.float64(x2[c, 0])
-    s1 = 0.0
-    s2 = 0.0
-    sg = np.float32(0.0)
-    for i in range(m):
-        v = np.float64(x2[c, i]) - x0
-        s1 += v
-        s2 += v * v
-        sg += abs(g2[c, i])
-    mu, var_sum = _shifted_moments(x0, s1, s2, m)
+    (the same bits) and, in the same loop (:func:`~.rowsums.moments_abs_f32`), the
+    float32 sum of ``|g2[c]|`` that the backward's range check reads
+    (:func:`~.backward_f32.bw_sums_ok`).  Reading ``grad_out`` in this pass brings
+    it to cache for the terms: 0.90-0.98x the grouped backward's time of summing
+    it in the sums pass, measured at 49-3136 neurons."""
+    x0 = x2[c, 0]
+    s1, s2, sg = moments_abs_f32(x2, g2, c * m, m, x0)
+    mu, var_sum = _shifted_moments(np.float64(x0), s1, s2, m)
     return mu, var_sum, sg
 
 
