@@ -78,6 +78,13 @@ NLC_TILE = 4096
 #: A call costs ~12 ns, so narrower tiles keep the nested loops (a call per row
 #: was 1.5-2.4x slower at 3 and 16 channels).
 NLC_ROW_CALL = 256
+#: Channels-last tiles of at least this many channels sum their statistics in blocks
+#: of rows with 32 channels' float64 accumulators in registers
+#: (:func:`.kernels.cpu.simd_sums.column_moments_f32`); narrower tiles keep one loop
+#: over rows with the accumulators in L1 (the blocked loop reads each block in
+#: strided 128-byte pieces, which cost more than it saves at 256 and 512 channels:
+#: 1.15-1.2x the forward's time at 32x512x28x28, 0.72-0.92x at 14x14 and 7x7).
+NLC_COLUMN_MIN = 1024
 
 # ----------------------------------------------------------------- CUDA kernels
 #: Threads per block (a power of two, at most 1024).

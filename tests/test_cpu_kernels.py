@@ -480,10 +480,19 @@ def nlc_spy(monkeypatch):
     return seen
 
 
+#: ``NLC_COLUMN_MIN`` values that run the channels-last statistics blocked in registers
+#: on every tile (1) and on none (huge).
+COLUMN_PATHS = pytest.mark.parametrize("column_min", [1, 1 << 30], ids=["columns", "rows"])
+
+
+@COLUMN_PATHS
 @pytest.mark.parametrize("method", ["paper", "exact"])
-@pytest.mark.parametrize("shape", [(2, 24, 7, 7), (3, 5, 4, 6), (1, 300, 3, 3), (2, 4, 2, 3, 5)])
-def test_channels_last_matches_reference_without_copy(shape, method, nlc_spy, monkeypatch):
-    monkeypatch.setattr(constants, "NLC_TILE", 16)  # several tiles, one of them partial
+@pytest.mark.parametrize("shape", [(2, 24, 7, 7), (3, 5, 4, 6), (1, 300, 3, 3), (2, 4, 2, 3, 5),
+                                   (2, 70, 9, 4)])
+def test_channels_last_matches_reference_without_copy(shape, method, column_min, nlc_spy,
+                                                      monkeypatch):
+    monkeypatch.setattr(constants, "NLC_TILE", 16 if shape[1] < 70 else 4096)  # partial tiles
+    monkeypatch.setattr(constants, "NLC_COLUMN_MIN", column_min)
     x = sample(shape, np.float32, seed=31)
     g = sample(shape, np.float32, seed=32, loc=0.0)
     xl, gl = channels_last(x), channels_last(g)
@@ -589,9 +598,11 @@ def test_channels_last_backward_sums_fallback_overwrites_kept_terms(out, monkeyp
 
 
 @pytest.mark.parametrize("inplace", [False, True])
-def test_channels_last_odd_channels_keep_neighbours_bits(inplace, monkeypatch):
+@COLUMN_PATHS
+def test_channels_last_odd_channels_keep_neighbours_bits(inplace, column_min, monkeypatch):
     # a NaN channel and a huge-offset channel (not the all-float32 loop) next to clean ones
     monkeypatch.setattr(constants, "NLC_TILE", 8)
+    monkeypatch.setattr(constants, "NLC_COLUMN_MIN", column_min)
     x = sample((2, 12, 6, 6), np.float32, seed=35)
     clean = simam(channels_last(x), LAM, axes=(1, 2), backend="cpu")
     x[1, 3, 2, 2] = np.nan
@@ -606,10 +617,12 @@ def test_channels_last_odd_channels_keep_neighbours_bits(inplace, monkeypatch):
     assert rel_err(y[0:1, :, :, 5:6].transpose(0, 3, 1, 2), ref) < 1e-6
 
 
-def test_channels_last_bit_identical_across_thread_counts(threads, monkeypatch):
+@COLUMN_PATHS
+def test_channels_last_bit_identical_across_thread_counts(threads, column_min, monkeypatch):
     if threads < 2:
         pytest.skip("needs more than one Numba thread")
     monkeypatch.setattr(constants, "NLC_TILE", 8)
+    monkeypatch.setattr(constants, "NLC_COLUMN_MIN", column_min)
     x = channels_last(sample((3, 40, 5, 5), np.float32, seed=36))
     g = channels_last(sample((3, 40, 5, 5), np.float32, seed=37, loc=0.0))
     res = []
@@ -618,6 +631,21 @@ def test_channels_last_bit_identical_across_thread_counts(threads, monkeypatch):
         res.append((simam(x, LAM, axes=(1, 2), backend="cpu").tobytes(),
                     simam_backward(x, g, LAM, axes=(1, 2), backend="cpu").tobytes()))
     assert res[0] == res[1]
+
+
+def test_channels_last_column_statistics_keep_each_channels_bits_in_any_tile(monkeypatch):
+    """The blocked statistics read 32 channels at a time (fewer with masks): a channel
+    gets the same bits in tiles of 8, 40 or all 70 channels, in a full chunk or a
+    masked one."""
+    monkeypatch.setattr(constants, "NLC_COLUMN_MIN", 1)
+    x = channels_last(sample((2, 70, 7, 5), np.float32, seed=40))
+    g = channels_last(sample((2, 70, 7, 5), np.float32, seed=41, loc=0.0))
+    res = []
+    for tile in (8, 40, 4096):
+        monkeypatch.setattr(constants, "NLC_TILE", tile)
+        res.append((simam(x, LAM, axes=(1, 2), backend="cpu").tobytes(),
+                    simam_backward(x, g, LAM, axes=(1, 2), backend="cpu").tobytes()))
+    assert res[0] == res[1] == res[2]
 
 
 @pytest.mark.parametrize("gscale", [1.0, 1e30, 1e-30, 0.0])

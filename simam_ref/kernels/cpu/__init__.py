@@ -11,7 +11,7 @@ Modules, by concern:
 * :mod:`.fastexp` -- vectorisable ``exp(-e)`` (:func:`exp_neg_f32`, :func:`exp_neg_f64`);
 * :mod:`.base` -- compile options, limits, records and typing-time helpers;
 * :mod:`.stats` -- channel statistics (scale, mean, ``S2``);
-* :mod:`.rowsums` -- float64 sums of short float32 rows as explicit vector code;
+* :mod:`.simd_sums` -- float64 sums of short float32 rows as explicit vector code;
 * :mod:`.elements` -- per-neuron forward outputs;
 * :mod:`.forward` -- forward row loops, channel and split paths;
 * :mod:`.grouped` -- float32 paper forward and backward of short rows in groups;
@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from ... import constants
-from . import backward, backward_f32, forward, grouped, nlc, nlc_backward, rowsums, stats
+from . import backward, backward_f32, forward, grouped, nlc, nlc_backward
 from .base import chunk
 from .fastexp import exp_neg_f32, exp_neg_f64
 
@@ -161,7 +161,8 @@ def forward_nlc(x3: np.ndarray, lam: float, exact: bool, out3: np.ndarray) -> No
     """
     _check(x3, out3, layout="(batch, M, channels)")
     nlc.forward_nlc_f32(x3, float(lam), bool(exact), out3, int(constants.NLC_TILE),
-                        _same(x3, out3), int(constants.NLC_ROW_CALL))
+                        _same(x3, out3), int(constants.NLC_ROW_CALL),
+                        int(constants.NLC_COLUMN_MIN))
 
 
 def backward_nlc(
@@ -178,4 +179,4 @@ def backward_nlc(
         return
     nlc_backward.backward_nlc_f32(x3, g3, float(lam), bool(exact), out3,
                                   int(constants.NLC_TILE), _alias(out3, x3, g3),
-                                  int(constants.NLC_ROW_CALL))
+                                  int(constants.NLC_ROW_CALL), int(constants.NLC_COLUMN_MIN))

@@ -51,7 +51,7 @@ from .base import (
 from .elements import fast32, paper_out_f32, paper_z_f32
 from .fastexp import exp_neg_f32
 from .forward import fwd_block_f32
-from .rowsums import pair_sums_f32
+from .simd_sums import pair_sums_f32
 from .stats import row_stats_f32, row_stats_go_f32
 
 
@@ -199,7 +199,7 @@ def _terms_flat(xf, gf, zf, gg, qz, qz2):
 @njit(**NB)
 def _sums_rows(qz, qz2, n, m, fs, rs, oks):
     """For every row ``i < n`` with ``oks[i]`` of the group: the float64 sums
-    (:func:`~.rowsums.pair_sums_f32`) ``mean(q alpha) = a2 sum(q z) / m`` into
+    (:func:`~.simd_sums.pair_sums_f32`) ``mean(q alpha) = a2 sum(q z) / m`` into
     ``rs[2, i]`` and ``sum(q beta) = b8 sum(q z**2)`` into ``rs[3, i]``, and ``oks[i]``
     = :func:`~.backward_f32.bw_sums_ok` (with the row's float32 ``sum |go|`` from
     ``fs[5, i]``, summed with the statistics)."""

@@ -33,6 +33,7 @@ from .base import (
 )
 from .elements import exact_fast_f32, fast32, paper_fast_f32
 from .forward import fwd_block_f32
+from .simd_sums import COLUMN_CHUNK, column_moments_f32
 
 #: ``t`` channels of a flat channels-last array: channel ``c < t`` of neuron ``i < m``
 #: is at ``base + i * stride + c``.
@@ -48,31 +49,52 @@ def tile_of(w, nt, m, nc, width):
     return Tile(b * m * nc + c0, nc, m, min(width, nc - c0))
 
 
+#: Neuron rows of one block of the channels-last statistics of wide tiles.
+COLUMN_ROWS = 16
+
+
 @njit(fastmath=ELEM, **NB)
-def nlc_stats(xf, tl, sc):
-    """``(mu, S2)`` (float64 views of the scratch ``sc`` of shape ``(>= 3, >= t)``) of
-    the channels of tile ``tl`` of the flat float32 array ``xf``: one pass over
-    ``x - x[neuron 0]``, as :func:`~.stats.row_stats_f32`."""
-    t = tl.t
-    x0 = sc[0, :t]
-    s1 = sc[1, :t]
-    s2 = sc[2, :t]
-    u0 = np.uint64(tl.base)
-    for c in range(t):
-        x0[c] = np.float64(xf[u0 + np.uint64(c)])
-        s1[c] = 0.0
-        s2[c] = 0.0
+def _row_loop_sums(xf, tl, sc):
+    """Add each channel's sums of ``v = x - x0`` and ``v**2`` over the neuron rows
+    ``1 <= i < m`` of tile ``tl`` to rows 1 and 2 of ``sc`` (``x0`` in row 0): one
+    loop over rows, the accumulators in L1."""
+    x0, s1, s2 = sc[0, :tl.t], sc[1, :tl.t], sc[2, :tl.t]
     for i in range(1, tl.m):
         u = np.uint64(tl.base + i * tl.stride)
-        for c in range(t):
+        for c in range(tl.t):
             v = np.float64(xf[u + np.uint64(c)]) - x0[c]
             s1[c] += v
             s2[c] += v * v
+
+
+@njit(**NB)
+def nlc_stats(xf, tl, sc, column_min):
+    """``(mu, S2)`` (float64 views of the scratch ``sc`` of shape ``(>= 3, >= t)``) of
+    the channels of tile ``tl`` of the flat float32 array ``xf``: one pass over
+    ``x - x[neuron 0]``, as :func:`~.stats.row_stats_f32`.  Tiles of at least
+    ``column_min`` channels (:data:`~simam_ref.constants.NLC_COLUMN_MIN`) sum
+    :data:`COLUMN_ROWS` rows at a time in registers
+    (:func:`~.simd_sums.column_moments_f32`), others in one loop over rows; each
+    channel's sums stay in its own lane either way."""
+    t = tl.t
+    u0 = np.uint64(tl.base)
     for c in range(t):
-        q = s1[c]
-        x0[c] = x0[c] + q / tl.m
-        s2[c] = max(s2[c] - q * q / tl.m, 0.0)
-    return x0, s2
+        sc[0, c] = np.float64(xf[u0 + np.uint64(c)])
+        sc[1, c] = 0.0
+        sc[2, c] = 0.0
+    if t >= column_min:
+        for r0 in range(0, tl.m, COLUMN_ROWS):
+            rows = min(COLUMN_ROWS, tl.m - r0)
+            for c0 in range(0, t, COLUMN_CHUNK):
+                column_moments_f32(xf, tl.base + r0 * tl.stride + c0, tl.stride, rows, sc, c0,
+                                   min(COLUMN_CHUNK, t - c0))
+    else:
+        _row_loop_sums(xf, tl, sc)
+    for c in range(t):
+        q = sc[1, c]
+        sc[0, c] = sc[0, c] + q / tl.m
+        sc[2, c] = max(sc[2, c] - q * q / tl.m, 0.0)
+    return sc[0, :t], sc[2, :t]
 
 
 @njit(fastmath=ELEM, **NB)
@@ -165,7 +187,7 @@ def _fwd_lanes(xf, of, tl, sp, exact, inplace, row_call):
 
 
 @njit(**NB)
-def _fwd_tile(xf, of, tl, lam, exact, inplace, sc, sp, slow, row_call):
+def _fwd_tile(xf, of, tl, lam, exact, inplace, sc, sp, slow, row_call, column_min):
     """Forward of the channels of tile ``tl`` into the same places of ``of`` (flat
     float32, channels-last; ``of`` may be ``xf``); scratch ``sc`` float64 ``(3, >= t)``,
     ``sp`` float32 ``(4, >= t)``, ``slow`` bool ``(>= t)``.
@@ -177,7 +199,7 @@ def _fwd_tile(xf, of, tl, lam, exact, inplace, sc, sp, slow, row_call):
     t = tl.t
     m = tl.m
     row = row_consts(m)
-    mu, s2 = nlc_stats(xf, tl, sc)
+    mu, s2 = nlc_stats(xf, tl, sc, column_min)
     nslow = 0
     for c in range(t):
         den = four_var(s2[c], lam, row)
@@ -213,9 +235,9 @@ def _fwd_tile(xf, of, tl, lam, exact, inplace, sc, sp, slow, row_call):
 
 
 @njit(parallel=True, **NB)
-def forward_nlc_f32(x3, lam, exact, out3, width, inplace, row_call):
+def forward_nlc_f32(x3, lam, exact, out3, width, inplace, row_call, column_min):
     """Channels-last forward: ``prange`` over (batch item, tile of ``width`` channels);
-    ``row_call`` as :func:`_fwd_lanes`."""
+    ``row_call`` as :func:`_fwd_lanes`, ``column_min`` as :func:`nlc_stats`."""
     nb, m, nc = x3.shape
     nt = nblocks(nc, width)
     lam_s = max(lam, LAM_FLOOR)
@@ -224,4 +246,5 @@ def forward_nlc_f32(x3, lam, exact, out3, width, inplace, row_call):
     for w in prange(nb * nt):
         t = min(width, nc)
         _fwd_tile(xf, of, tile_of(w, nt, m, nc, width), lam_s, exact, inplace,
-                  np.empty((3, t)), np.empty((4, t), np.float32), np.empty(t, np.bool_), row_call)
+                  np.empty((3, t)), np.empty((4, t), np.float32), np.empty(t, np.bool_), row_call,
+                  column_min)

@@ -246,13 +246,13 @@ def _sums64(xf, gf, tl, row, lam, exact, sc):
 
 
 @njit(**NB)
-def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp, row_call):
+def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp, row_call, column_min):
     """Backward of the channels of tile ``tl`` (float32, channels-last, flat arrays
     as in :mod:`.nlc`): :func:`_fast_tile` where it applies, else float64 element
     math; scratch ``sc`` float64 ``(6, >= t)``, ``sp`` float32 ``(10, >= t)``."""
     t = tl.t
     row = row_consts(tl.m)
-    mu, s2 = nlc_stats(xf, tl, sc)
+    mu, s2 = nlc_stats(xf, tl, sc, column_min)
     if not exact and _fast_tile(xf, gf, of, tl, lam, alias, mu, s2, sc, sp, row_call):
         return
     k, p1, p2 = sc[3, :t], sc[4, :t], sc[5, :t]
@@ -285,9 +285,9 @@ def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp, row_call):
 
 
 @njit(parallel=True, **NB)
-def backward_nlc_f32(x3, g3, lam, exact, out3, width, alias, row_call):
+def backward_nlc_f32(x3, g3, lam, exact, out3, width, alias, row_call, column_min):
     """Channels-last backward: ``prange`` over (batch item, tile of ``width`` channels);
-    ``row_call`` as :func:`_fast_lanes`."""
+    ``row_call`` as :func:`_fast_lanes`, ``column_min`` as :func:`~.nlc.nlc_stats`."""
     nb, m, nc = x3.shape
     nt = nblocks(nc, width)
     lam_s = max(lam, LAM_FLOOR)
@@ -297,4 +297,4 @@ def backward_nlc_f32(x3, g3, lam, exact, out3, width, alias, row_call):
     for w in prange(nb * nt):
         t = min(width, nc)
         _tile(xf, gf, of, tile_of(w, nt, m, nc, width), lam_s, exact, alias,
-              np.empty((6, t)), np.empty((10, t), np.float32), row_call)
+              np.empty((6, t)), np.empty((10, t), np.float32), row_call, column_min)

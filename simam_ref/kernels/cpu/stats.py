@@ -3,7 +3,7 @@
 float64 rows follow :mod:`simam_ref.reference` step by step: pass 1 ``sum(x)``
 (and ``sum(x*x)`` to decide whether the power-of-two scale is needed), pass 2
 ``sum(x s - mu0)`` and ``sum((x s - mu0)**2)`` with one correction step.  float32
-rows take one pass over ``x - x[0]`` in float64 (:mod:`.rowsums`).  Every sum runs
+rows take one pass over ``x - x[0]`` in float64 (:mod:`.simd_sums`).  Every sum runs
 over fixed blocks in block order, so the bits depend on the shape alone.
 """
 
@@ -16,7 +16,7 @@ from numba import njit, prange
 
 from ...constants import LAM_FLOOR, MAX_EXP, MIN_EXP
 from .base import NB, RED, Channel, blk, is_f32, nblocks
-from .rowsums import moments_abs_f32, moments_f32
+from .simd_sums import moments_abs_f32, moments_f32
 
 # scaling of float64 channels (see reference step 1): skipped when the sum of
 # squares shows every square and sum is comfortably inside float64's range.
@@ -139,7 +139,7 @@ def row_stats_f32(x2, c, m):
     """``(mu, S2)`` of float32 row ``c`` of the C-contiguous ``x2`` in one pass.
 
     Float64 sums of ``v = x - x[0]`` (exact in float64) and ``v**2``
-    (:func:`~.rowsums.moments_f32`): shifting by a value of the channel keeps
+    (:func:`~.simd_sums.moments_f32`): shifting by a value of the channel keeps
     ``S2 = sum v**2 - (sum v)**2 / m`` well conditioned, since
     ``(x[0] - mu)**2 <= S2`` (relative error at most ~``m * eps``).  A constant channel
     gets ``mu`` exactly and ``S2 = 0`` (reference step 2's guarantees).
@@ -152,7 +152,7 @@ def row_stats_f32(x2, c, m):
 @njit(**NB)
 def row_stats_go_f32(x2, g2, c, m):
     """``(mu, S2, sum |go|)`` of float32 row ``c``: the sums of :func:`row_stats_f32`
-    (the same bits) and, in the same loop (:func:`~.rowsums.moments_abs_f32`), the
+    (the same bits) and, in the same loop (:func:`~.simd_sums.moments_abs_f32`), the
     float32 sum of ``|g2[c]|`` that the backward's range check reads
     (:func:`~.backward_f32.bw_sums_ok`).  Reading ``grad_out`` in this pass brings
     it to cache for the terms: 0.90-0.98x the grouped backward's time of summing

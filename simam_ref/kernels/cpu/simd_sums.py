@@ -1,21 +1,29 @@
-"""Float64 sums of short float32 rows, written as explicit LLVM vector code.
+"""Float64 sums of float32 rows and columns, written as explicit LLVM vector code.
 
-A loop over ``m`` values that LLVM vectorises itself pays for a trip count known
-only at run time: a 32-element vector loop, a vector epilogue, a scalar remainder,
-each with its own horizontal reduction (16 ns a 49-neuron row in L1 on the
-AVX-512 host, against 9 ns for the same loop with ``m`` a compile-time constant).
-The intrinsics here emit the loop that the constant trip count gets: ``<8 x
-double>`` accumulators (two independent chains, 16 values an iteration), one more
-loop of 8-value chunks, then a last chunk read with ``llvm.masked.load`` (lanes past
-the row are not read, so a row may end anywhere, page ends included) and one
-fixed tree of horizontal additions.
+**Rows** (:func:`moments_f32`, :func:`moments_abs_f32`, :func:`pair_sums_f32`): a
+loop over ``m`` values that LLVM vectorises itself pays for a trip count known only
+at run time: a 32-element vector loop, a vector epilogue, a scalar remainder, each
+with its own horizontal reduction (16 ns a 49-neuron row in L1 on the AVX-512
+host, against 9 ns for the same loop with ``m`` a compile-time constant).  These
+intrinsics emit the loop that the constant trip count gets: ``<8 x double>``
+accumulators (two independent chains, 16 values an iteration), one more loop of
+8-value chunks, then a last chunk read with ``llvm.masked.load`` (lanes past the
+row are not read, so a row may end anywhere, page ends included) and one fixed
+tree of horizontal additions.  They take C-contiguous float32 arrays (any number
+of dimensions), an element offset ``start`` into their flat data and a length
+``m``; the caller keeps ``start + m`` within every array.
 
-The additions carry no ``reassoc`` flag, so LLVM keeps this order: a row's sums
-depend on ``m`` and its values alone, and are the same on AVX2 and AVX-512 hosts
-(only ``contract``, for the FMA of a square, is allowed).  Every intrinsic takes
-C-contiguous float32 arrays (any number of dimensions), an element offset
-``start`` into their flat data and a length ``m``; the caller keeps
-``start + m`` within every array.
+**Columns** (:func:`column_moments_f32`, the channels-last statistics): a tile of
+channels-last data keeps a float64 sum and sum of squares per channel; a loop over
+the tile's neuron rows that LLVM vectorises loads and stores those accumulators at
+every row, and from about a thousand channels (16 KiB of accumulators) they crowd
+L1.  The intrinsic takes a block of rows and 32 channels and keeps their
+accumulators in eight ``<8 x double>`` registers, adding them to memory once a
+block; a chunk of fewer than 32 channels reads and writes with masks.
+
+The additions carry no ``reassoc`` flag, so LLVM keeps the order written here: the
+sums depend on the values and the lengths alone, and are the same on AVX2 and
+AVX-512 hosts (only ``contract``, for the FMA of a square, is allowed).
 """
 
 from __future__ import annotations
@@ -25,11 +33,14 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["moments_f32", "moments_abs_f32", "pair_sums_f32"]
+__all__ = ["COLUMN_CHUNK", "column_moments_f32", "moments_abs_f32", "moments_f32",
+           "pair_sums_f32"]
 
-#: Lanes of an accumulator vector and independent accumulator chains.
+#: Lanes of an accumulator vector and independent accumulator chains (rows).
 LANES = 8
 CHAINS = 2
+#: Channels of one :func:`column_moments_f32` call (four vectors of :data:`LANES`).
+COLUMN_CHUNK = 4 * LANES
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -91,6 +102,21 @@ def _counted_loop(builder, name, start, stop, step, inits):
     return i, phis, close
 
 
+def _masked_load(builder, vty):
+    """The ``llvm.masked.load`` function of vectors of type ``vty``."""
+    name = "f32" if vty.element == _F32 else "f64"
+    return cgutils.get_or_insert_function(
+        builder.module,
+        ir.FunctionType(vty, [vty.as_pointer(), _I32, ir.VectorType(ir.IntType(1), LANES), vty]),
+        f"llvm.masked.load.v{LANES}{name}.p0")
+
+
+def _lane_mask(builder, first, n):
+    """Mask of the lanes ``first + j < n`` (``n`` an ``i64``)."""
+    idx = ir.Constant(ir.VectorType(_I64, LANES), [first + j for j in range(LANES)])
+    return builder.icmp_unsigned("<", idx, _splat(builder, n, ir.VectorType(_I64, LANES)))
+
+
 def _row_sums(builder, ptrs, m, fills, inits, step):
     """Sums over ``m`` values of the float32 streams at ``ptrs``: ``step(builder,
     vectors, accs)`` returns the accumulators after one ``<8 x float>`` chunk of
@@ -98,11 +124,7 @@ def _row_sums(builder, ptrs, m, fills, inits, step):
     chunks, then a masked chunk whose missing lanes read ``fills`` (a value per
     stream that adds nothing).  Returns the accumulator vectors."""
     lanes = ir.Constant(_I64, LANES)
-    masked_load = cgutils.get_or_insert_function(
-        builder.module,
-        ir.FunctionType(_V32, [_V32.as_pointer(), _I32, ir.VectorType(ir.IntType(1), LANES),
-                               _V32]),
-        "llvm.masked.load.v8f32.p0")
+    masked_load = _masked_load(builder, _V32)
 
     def chunk_ptr(p, i):
         return builder.bitcast(builder.gep(p, [i]), _V32.as_pointer())
@@ -123,9 +145,7 @@ def _row_sums(builder, ptrs, m, fills, inits, step):
         accs = [builder.fadd(a, phis[c * na + k]) for k, a in enumerate(accs)]
     j, phis, close = _counted_loop(builder, "rowsums.rest", i, m, lanes, accs)
     close(step(builder, load(j), phis))
-    rem = _splat(builder, builder.sub(m, j), ir.VectorType(_I64, LANES))
-    mask = builder.icmp_unsigned("<", ir.Constant(ir.VectorType(_I64, LANES),
-                                                  list(range(LANES))), rem)
+    mask = _lane_mask(builder, 0, builder.sub(m, j))
     tail = [builder.call(masked_load, [chunk_ptr(p, j), ir.Constant(_I32, 4), mask, f])
             for p, f in zip(ptrs, fills)]
     return step(builder, tail, phis)
@@ -196,7 +216,7 @@ def moments_abs_f32(typingctx, x, g, start, m, x0):
         x0f = _splat(builder, args[4], _V32)
         x0d = builder.fpext(x0f, _V64)
         fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_V32, [_V32]),
-                                              "llvm.fabs.v8f32")
+                                              f"llvm.fabs.v{LANES}f32")
 
         def step(b, vs, accs):
             v = b.fsub(b.fpext(vs[0], _V64), x0d)
@@ -236,5 +256,78 @@ def pair_sums_f32(typingctx, a, b, start, m):
         s1, s2 = _row_sums(builder, [pa, pb], m, [zero32, zero32], [zero, zero], step)
         return context.make_tuple(builder, signature.return_type,
                                   [_hsum(builder, s1), _hsum(builder, s2)])
+
+    return sig, codegen
+
+
+@intrinsic
+def column_moments_f32(typingctx, xf, start, stride, rows, acc, c0, n):
+    """Add to the sums of channels ``c0 <= c < c0 + n`` (``n <= COLUMN_CHUNK``) those
+    of ``v = x - x0`` over ``rows`` rows of channels-last data: channel ``c0 + j`` of
+    row ``i`` is ``xf[start + i stride + j]`` (``xf`` flat float32, C-contiguous).
+    ``acc`` is a C-contiguous float64 array ``(>= 3, w)``: row 0 holds each channel's
+    ``x0``, rows 1 and 2 the sums of ``v`` and ``v**2`` (read, added to, written back).
+    The rows are summed in order in registers, then added to ``acc``."""
+    if not (_check_arrays(xf) and xf.ndim == 1 and isinstance(acc, types.Array)
+            and acc.dtype == types.float64 and acc.layout == "C" and acc.ndim == 2
+            and _check_ints(start, stride, rows, c0, n)):
+        return None
+    sig = types.void(xf, start, stride, rows, acc, c0, n)
+
+    def codegen(context, builder, signature, args):
+        start, stride, rows, c0, n = (
+            context.cast(builder, args[k], signature.args[k], types.intp) for k in (1, 2, 3, 5, 6))
+        xp = _data_at(context, builder, signature, args, 0, start)
+        ary = context.make_array(signature.args[4])(context, builder, args[4])
+        width = cgutils.unpack_tuple(builder, ary.shape)[1]
+        arow = [builder.gep(ary.data, [builder.add(builder.mul(ir.Constant(_I64, r), width), c0)])
+                for r in range(3)]
+        nvec = COLUMN_CHUNK // LANES
+        masks = [_lane_mask(builder, k * LANES, n) for k in range(nvec)]
+        load32, load64 = _masked_load(builder, _V32), _masked_load(builder, _V64)
+        store64 = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [_V64, _V64.as_pointer(), _I32, masks[0].type]),
+            f"llvm.masked.store.v{LANES}f64.p0")
+        align32, align64 = ir.Constant(_I32, 4), ir.Constant(_I32, 8)
+        zero32 = ir.Constant(_V32, [0.0] * LANES)
+        zero64 = ir.Constant(_V64, [0.0] * LANES)
+
+        def vec_at(p, k, vty):
+            return builder.bitcast(builder.gep(p, [ir.Constant(_I64, k * LANES)]),
+                                   vty.as_pointer())
+
+        x0 = [builder.call(load64, [vec_at(arow[0], k, _V64), align64, masks[k], zero64])
+              for k in range(nvec)]
+        full = builder.icmp_unsigned("==", n, ir.Constant(_I64, COLUMN_CHUNK))
+        with builder.if_else(full) as (whole, part):
+            for masked, branch in ((False, whole), (True, part)):
+                with branch:  # one loop with plain loads, its twin with masked ones
+                    i, phis, close = _counted_loop(builder, "colsums", ir.Constant(_I64, 0),
+                                                   rows, ir.Constant(_I64, 1),
+                                                   [zero64] * (2 * nvec))
+                    rp = builder.gep(xp, [builder.mul(i, stride)])
+                    new = []
+                    for k in range(nvec):
+                        p = vec_at(rp, k, _V32)
+                        xv = (builder.call(load32, [p, align32, masks[k], zero32]) if masked
+                              else builder.load(p, align=4))
+                        v = builder.fsub(builder.fpext(xv, _V64), x0[k])
+                        new += [builder.fadd(phis[2 * k], v),
+                                builder.fadd(phis[2 * k + 1], builder.fmul(v, v, flags=_CONTRACT),
+                                             flags=_CONTRACT)]
+                    close(new)
+                    for k in range(nvec):
+                        for r in (1, 2):
+                            p = vec_at(arow[r], k, _V64)
+                            if masked:
+                                old = builder.call(load64, [p, align64, masks[k], zero64])
+                                builder.call(store64, [builder.fadd(old, phis[2 * k + r - 1]), p,
+                                                       align64, masks[k]])
+                            else:
+                                old = builder.load(p, align=8)
+                                builder.store(builder.fadd(old, phis[2 * k + r - 1]), p,
+                                              align=8)
+        return context.get_dummy_value()
 
     return sig, codegen

@@ -1,9 +1,10 @@
-"""The explicit vector row sums of the float32 kernels (``kernels/cpu/rowsums.py``).
+"""The explicit vector sums of the float32 kernels (``kernels/cpu/simd_sums.py``).
 
 Checked against NumPy float64 sums, against a NumPy replay of the documented
 summation order (bit for bit: the order is fixed in the emitted code, so it cannot
-depend on the host's vector width), and for the masked last chunk never reading
-past the row (a row that ends where an unreadable page begins).
+depend on the host's vector width), for the masked last chunk never reading past
+the row (a row that ends where an unreadable page begins), and for the column sums
+touching only their channels.
 """
 
 from __future__ import annotations
@@ -17,31 +18,36 @@ import numpy as np
 import pytest
 from numba import njit
 
-from simam_ref.kernels.cpu import rowsums
+from simam_ref.kernels.cpu import simd_sums
 
 LENGTHS = [*range(0, 41), 47, 48, 49, 63, 64, 65, 100, 196, 784, 3136]
 
 
 @njit(cache=False)
 def _moments(x, start, m, x0):
-    return rowsums.moments_f32(x, start, m, x0)
+    return simd_sums.moments_f32(x, start, m, x0)
 
 
 @njit(cache=False)
 def _moments_abs(x, g, start, m, x0):
-    return rowsums.moments_abs_f32(x, g, start, m, x0)
+    return simd_sums.moments_abs_f32(x, g, start, m, x0)
 
 
 @njit(cache=False)
 def _pair_sums(a, b, start, m):
-    return rowsums.pair_sums_f32(a, b, start, m)
+    return simd_sums.pair_sums_f32(a, b, start, m)
+
+
+@njit(cache=False)
+def _column_moments(xf, start, stride, rows, acc, c0, n):
+    simd_sums.column_moments_f32(xf, start, stride, rows, acc, c0, n)
 
 
 def _replay(streams: list[np.ndarray]) -> list:
     """The documented order in NumPy, one sum per stream: two chains of 8-lane
     vectors over 16 values an iteration, the chains added, then 8-value chunks, then
     a last chunk padded with zeros, then the lanes as a tree (halves, quarters, ...)."""
-    lanes, chains = rowsums.LANES, rowsums.CHAINS
+    lanes, chains = simd_sums.LANES, simd_sums.CHAINS
     m = len(streams[0])
 
     def chunk(s, lo):
@@ -128,6 +134,50 @@ def test_the_order_replay_can_tell_orders_apart():
     assert differ >= len(LENGTHS) // 2
 
 
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 31, 32])
+@pytest.mark.parametrize("rows", [0, 1, 5, 16])
+def test_column_moments_add_each_channels_sums(n, rows):
+    """Channels ``c0 .. c0+n`` of ``rows`` rows of channels-last data (stride 45, a
+    start inside a row) added to sums already in ``acc``; the channels around them
+    and the spare rows of ``acc`` untouched."""
+    rng = np.random.default_rng(100 * n + rows)
+    stride, c0, first = 45, 3, 2
+    xf = (rng.standard_normal((rows + 3) * stride) * 2.0 + 50.0).astype(np.float32)
+    acc = rng.standard_normal((4, 40))
+    before = acc.copy()
+    _column_moments(xf, first * stride + c0, stride, rows, acc, c0, n)
+    block = xf[first * stride:(first + rows) * stride].reshape(rows, stride)[:, c0:c0 + n]
+    v = block.astype(np.float64) - before[0, c0:c0 + n]
+    np.testing.assert_allclose(acc[1, c0:c0 + n], before[1, c0:c0 + n] + v.sum(axis=0),
+                               rtol=1e-13, atol=1e-11)
+    np.testing.assert_allclose(acc[2, c0:c0 + n], before[2, c0:c0 + n] + (v * v).sum(axis=0),
+                               rtol=1e-13, atol=1e-11)
+    keep = np.ones(40, bool)
+    keep[c0:c0 + n] = False
+    assert np.array_equal(acc[1:3, keep], before[1:3, keep])
+    assert np.array_equal(acc[0], before[0]) and np.array_equal(acc[3], before[3])
+
+
+@pytest.mark.parametrize("n", [5, 32])
+def test_column_moments_follow_the_documented_order_bit_for_bit(n):
+    """Each channel: the block's rows added in order from 0 in a register, then that
+    sum added to the one in ``acc`` (``x0 = 0``: exact squares, as in the row test)."""
+    rows, stride = 23, 37
+    xf = _wide(rows * stride, seed=n)
+    acc = np.zeros((3, 32))
+    acc[1:, :n] = _wide(2 * n, seed=99 + n).reshape(2, n)
+    expect = acc.copy()
+    block = xf.reshape(rows, stride)[:, :n].astype(np.float64)
+    s1, s2 = np.zeros(n), np.zeros(n)
+    for r in block:
+        s1 = s1 + r
+        s2 = s2 + r * r
+    expect[1, :n] += s1
+    expect[2, :n] += s2
+    _column_moments(xf, 0, stride, rows, acc, 0, n)
+    assert np.array_equal(acc, expect)
+
+
 def test_row_sums_propagate_nan_and_inf():
     x = np.array([1.0, np.nan, 2.0], np.float32)
     assert all(np.isnan(_moments(x, 0, 3, x[0])))
@@ -138,19 +188,21 @@ def test_row_sums_propagate_nan_and_inf():
 
 
 def test_row_sums_reject_arrays_they_cannot_read_flat():
-    """Typing accepts C-contiguous float32 arrays only (a strided or float64 array
-    cannot be read as flat float32 data)."""
+    """Typing accepts C-contiguous float32 data arrays only (a strided or float64 array
+    cannot be read as flat float32 data), and a C-contiguous 2-D float64 ``acc``."""
     with pytest.raises(Exception, match="(?i)typing|resolution|invalid"):
         _pair_sums(np.zeros(8), np.zeros(8), 0, 8)
     with pytest.raises(Exception, match="(?i)typing|resolution|invalid"):
         _pair_sums(np.zeros(16, np.float32)[::2], np.zeros(8, np.float32), 0, 8)
+    with pytest.raises(Exception, match="(?i)typing|resolution|invalid"):
+        _column_moments(np.zeros(8, np.float32), 0, 1, 1, np.zeros((3, 8), np.float32), 0, 1)
 
 
 _GUARD_SCRIPT = textwrap.dedent("""
     import ctypes, mmap
     import numpy as np
     from numba import njit
-    from simam_ref.kernels.cpu import rowsums
+    from simam_ref.kernels.cpu import simd_sums
 
     page = mmap.PAGESIZE
     buf = mmap.mmap(-1, 2 * page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
@@ -161,9 +213,9 @@ _GUARD_SCRIPT = textwrap.dedent("""
 
     @njit(cache=False)
     def sums(x, g, m):
-        a = rowsums.moments_f32(x, x.shape[0] - m, m, x[x.shape[0] - m])
-        b = rowsums.moments_abs_f32(x, g, x.shape[0] - m, m, x[x.shape[0] - m])
-        c = rowsums.pair_sums_f32(x, g, x.shape[0] - m, m)
+        a = simd_sums.moments_f32(x, x.shape[0] - m, m, x[x.shape[0] - m])
+        b = simd_sums.moments_abs_f32(x, g, x.shape[0] - m, m, x[x.shape[0] - m])
+        c = simd_sums.pair_sums_f32(x, g, x.shape[0] - m, m)
         return a[1] + b[1] + c[0]
 
     n = page // 4
