@@ -83,7 +83,8 @@ NLC_ROW_CALL = 256
 #: (:func:`.kernels.cpu.simd_sums.column_moments_f32`); narrower tiles keep one loop
 #: over rows with the accumulators in L1 (the blocked loop reads each block in
 #: strided 128-byte pieces, which cost more than it saves at 256 and 512 channels:
-#: 1.15-1.2x the forward's time at 32x512x28x28, 0.72-0.92x at 14x14 and 7x7).
+#: 1.14-1.19x the forward's time at 32x512x28x28, 0.62-0.92x at 14x14 and 7x7).
+#: Both paths add in the same order: the bits do not depend on the path.
 NLC_COLUMN_MIN = 1024
 
 # ----------------------------------------------------------------- CUDA kernels

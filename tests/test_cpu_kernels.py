@@ -648,6 +648,39 @@ def test_channels_last_column_statistics_keep_each_channels_bits_in_any_tile(mon
     assert res[0] == res[1] == res[2]
 
 
+def test_channels_last_statistics_bits_do_not_depend_on_tile_or_path():
+    """``nlc_stats`` on data whose float64 sums round in an order-dependent way
+    (exponents over 2**-30..2**30): each channel's ``mu`` and ``S2`` are those of a
+    running sum over its neurons in order (replayed in NumPy, bit for bit) in tiles
+    of 8-70 channels, in full or partial 32-channel chunks, on the register path and
+    on the row-loop path; the same sum taken backwards rounds differently."""
+    m, nc = 37, 70
+    rng = np.random.default_rng(42)
+    x = (rng.standard_normal((m, nc)) * 2.0 ** rng.integers(-30, 31, (m, nc))).astype(np.float32)
+    x[0] = 0.0  # x - x[0] = x: squares exact in float64, so the kernels' FMA rounds as here
+    v = x.astype(np.float64)
+    s1, s2 = np.zeros(nc), np.zeros(nc)
+    for row in v[1:]:
+        s1 = s1 + row
+        s2 = s2 + row * row
+    expect = (x[0] + s1 / m, np.maximum(s2 - s1 * s1 / m, 0.0))
+    backwards = np.zeros(nc)
+    for row in v[:0:-1]:
+        backwards = backwards + row
+    assert np.any(backwards != s1)  # the data can tell orders apart
+    xf = x.reshape(-1)
+    for width in (8, 32, 40, 70):
+        for column_min in (1, 1 << 30):
+            mu, var_sum = np.empty(nc), np.empty(nc)
+            for c0 in range(0, nc, width):
+                t = min(width, nc - c0)
+                tile_mu, tile_s2 = cpu.nlc.nlc_stats(xf, cpu.nlc.Tile(c0, nc, m, t),
+                                                     np.empty((3, width)), column_min)
+                mu[c0:c0 + t], var_sum[c0:c0 + t] = tile_mu, tile_s2
+            assert mu.tobytes() == expect[0].tobytes(), (width, column_min)
+            assert var_sum.tobytes() == expect[1].tobytes(), (width, column_min)
+
+
 @pytest.mark.parametrize("gscale", [1.0, 1e30, 1e-30, 0.0])
 @pytest.mark.parametrize("xscale, loc", [(1.0, 0.5), (1e-30, 0.0), (0.5, 1000.0), (1e30, 0.0)])
 def test_float32_backward_float32_code_and_its_fallback(xscale, loc, gscale):

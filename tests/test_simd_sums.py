@@ -160,22 +160,35 @@ def test_column_moments_add_each_channels_sums(n, rows):
 
 @pytest.mark.parametrize("n", [5, 32])
 def test_column_moments_follow_the_documented_order_bit_for_bit(n):
-    """Each channel: the block's rows added in order from 0 in a register, then that
-    sum added to the one in ``acc`` (``x0 = 0``: exact squares, as in the row test)."""
+    """Each channel: the block's rows added in order onto the sums already in ``acc``,
+    one running sum (``x0 = 0``: exact squares, as in the row test)."""
     rows, stride = 23, 37
     xf = _wide(rows * stride, seed=n)
     acc = np.zeros((3, 32))
     acc[1:, :n] = _wide(2 * n, seed=99 + n).reshape(2, n)
     expect = acc.copy()
-    block = xf.reshape(rows, stride)[:, :n].astype(np.float64)
-    s1, s2 = np.zeros(n), np.zeros(n)
-    for r in block:
-        s1 = s1 + r
-        s2 = s2 + r * r
-    expect[1, :n] += s1
-    expect[2, :n] += s2
+    for r in xf.reshape(rows, stride)[:, :n].astype(np.float64):
+        expect[1, :n] = expect[1, :n] + r
+        expect[2, :n] = expect[2, :n] + r * r
     _column_moments(xf, 0, stride, rows, acc, 0, n)
     assert np.array_equal(acc, expect)
+
+
+def test_row_sums_of_no_values_and_unaligned_data():
+    """A length of 0 (or below) sums nothing; data starting at an odd byte is read as
+    it is (no alignment is assumed)."""
+    x = np.arange(1, 20, dtype=np.float32)
+    for m in (0, -1, -17):
+        assert _moments(x, 0, m, x[0]) == (0.0, 0.0)
+        assert _pair_sums(x, x, 0, m) == (0.0, 0.0)
+    raw = np.zeros(4 * 40 + 1, np.uint8)
+    odd = raw[1:].view(np.float32)
+    assert not odd.flags.aligned
+    odd[:] = np.arange(40, dtype=np.float32) * np.float32(0.25)
+    ref = odd[3:3 + 37].astype(np.float64)
+    assert _pair_sums(odd, odd, 3, 37) == (ref.sum(), ref.sum())
+    s1, s2 = _moments(odd, 3, 37, odd[3])
+    assert (s1, s2) == ((ref - ref[0]).sum(), ((ref - ref[0]) ** 2).sum())
 
 
 def test_row_sums_propagate_nan_and_inf():
@@ -218,11 +231,20 @@ _GUARD_SCRIPT = textwrap.dedent("""
         c = simd_sums.pair_sums_f32(x, g, x.shape[0] - m, m)
         return a[1] + b[1] + c[0]
 
+    @njit(cache=False)
+    def columns(x, n, acc):
+        simd_sums.column_moments_f32(x, x.shape[0] - n, 7, 1, acc, 0, n)
+
     n = page // 4
     x = np.frombuffer(buf, np.float32, count=n, offset=0)  # ends at the guard page
     x[:] = 1.0
     for m in range(1, 40):
         assert sums(x, x, m) == m, m
+    for k in range(1, simd_sums.COLUMN_CHUNK):  # the last row's chunk of k channels
+        acc = np.zeros((3, simd_sums.COLUMN_CHUNK))
+        acc[0] = 0.5
+        columns(x, k, acc)
+        assert np.all(acc[1, :k] == 0.5) and np.all(acc[1, k:] == 0.0), k
     print("ok")
 """)
 

@@ -11,7 +11,8 @@ Modules, by concern:
 * :mod:`.fastexp` -- vectorisable ``exp(-e)`` (:func:`exp_neg_f32`, :func:`exp_neg_f64`);
 * :mod:`.base` -- compile options, limits, records and typing-time helpers;
 * :mod:`.stats` -- channel statistics (scale, mean, ``S2``);
-* :mod:`.simd_sums` -- float64 sums of short float32 rows as explicit vector code;
+* :mod:`.simd_sums` -- float64 sums of float32 rows and channels-last columns as
+  explicit vector code;
 * :mod:`.elements` -- per-neuron forward outputs;
 * :mod:`.forward` -- forward row loops, channel and split paths;
 * :mod:`.grouped` -- float32 paper forward and backward of short rows in groups;

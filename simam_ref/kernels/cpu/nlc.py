@@ -71,19 +71,21 @@ def _row_loop_sums(xf, tl, sc):
 def nlc_stats(xf, tl, sc, column_min):
     """``(mu, S2)`` (float64 views of the scratch ``sc`` of shape ``(>= 3, >= t)``) of
     the channels of tile ``tl`` of the flat float32 array ``xf``: one pass over
-    ``x - x[neuron 0]``, as :func:`~.stats.row_stats_f32`.  Tiles of at least
-    ``column_min`` channels (:data:`~simam_ref.constants.NLC_COLUMN_MIN`) sum
-    :data:`COLUMN_ROWS` rows at a time in registers
-    (:func:`~.simd_sums.column_moments_f32`), others in one loop over rows; each
-    channel's sums stay in its own lane either way."""
+    ``x - x[neuron 0]``, as :func:`~.stats.row_stats_f32`, each channel's sums a
+    running sum over its neurons in order, in its own lane.  Tiles of at least
+    ``column_min`` channels (:data:`~simam_ref.constants.NLC_COLUMN_MIN`) keep the
+    sums of 32 channels in registers for :data:`COLUMN_ROWS` rows at a time
+    (:func:`~.simd_sums.column_moments_f32`), narrower ones in L1 for every row
+    (:func:`_row_loop_sums`): the same additions in the same order, so a channel's
+    bits do not depend on the tile it is in."""
     t = tl.t
     u0 = np.uint64(tl.base)
     for c in range(t):
         sc[0, c] = np.float64(xf[u0 + np.uint64(c)])
         sc[1, c] = 0.0
         sc[2, c] = 0.0
-    if t >= column_min:
-        for r0 in range(0, tl.m, COLUMN_ROWS):
+    if t >= column_min:  # rows from 1 on, as the row loop (row 0 adds x0 - x0 = 0)
+        for r0 in range(1, tl.m, COLUMN_ROWS):
             rows = min(COLUMN_ROWS, tl.m - r0)
             for c0 in range(0, t, COLUMN_CHUNK):
                 column_moments_f32(xf, tl.base + r0 * tl.stride + c0, tl.stride, rows, sc, c0,

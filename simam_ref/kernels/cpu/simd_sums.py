@@ -18,12 +18,16 @@ channels-last data keeps a float64 sum and sum of squares per channel; a loop ov
 the tile's neuron rows that LLVM vectorises loads and stores those accumulators at
 every row, and from about a thousand channels (16 KiB of accumulators) they crowd
 L1.  The intrinsic takes a block of rows and 32 channels and keeps their
-accumulators in eight ``<8 x double>`` registers, adding them to memory once a
-block; a chunk of fewer than 32 channels reads and writes with masks.
+accumulators in eight ``<8 x double>`` registers, loaded at the start of the block
+and stored at its end (each channel's sums are still one running sum over its
+rows in order, as in the loop it replaces); a chunk of fewer than 32 channels reads
+and writes with masks.
 
 The additions carry no ``reassoc`` flag, so LLVM keeps the order written here: the
 sums depend on the values and the lengths alone, and are the same on AVX2 and
-AVX-512 hosts (only ``contract``, for the FMA of a square, is allowed).
+AVX-512 hosts (only ``contract`` is allowed, so both fuse a square and its addition
+into an FMA; a host without FMA would round the square first).  Data arrays are
+read with no alignment assumed (a user's float32 view may start at any byte).
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ def _counted_loop(builder, name, start, stop, step, inits):
         p = builder.phi(v.type)
         p.add_incoming(v, pre)
         phis.append(p)
-    more = builder.icmp_unsigned("<=", builder.add(i, step), stop)
+    more = builder.icmp_signed("<=", builder.add(i, step), stop)  # none for stop < step
     builder.cbranch(more, body, done)
     builder.position_at_end(body)
 
@@ -112,9 +116,9 @@ def _masked_load(builder, vty):
 
 
 def _lane_mask(builder, first, n):
-    """Mask of the lanes ``first + j < n`` (``n`` an ``i64``)."""
+    """Mask of the lanes ``first + j < n`` (``n`` an ``i64``; none when ``n <= first``)."""
     idx = ir.Constant(ir.VectorType(_I64, LANES), [first + j for j in range(LANES)])
-    return builder.icmp_unsigned("<", idx, _splat(builder, n, ir.VectorType(_I64, LANES)))
+    return builder.icmp_signed("<", idx, _splat(builder, n, ir.VectorType(_I64, LANES)))
 
 
 def _row_sums(builder, ptrs, m, fills, inits, step):
@@ -130,10 +134,10 @@ def _row_sums(builder, ptrs, m, fills, inits, step):
         return builder.bitcast(builder.gep(p, [i]), _V32.as_pointer())
 
     def load(i):
-        return [builder.load(chunk_ptr(p, i), align=4) for p in ptrs]
+        return [builder.load(chunk_ptr(p, i), align=1) for p in ptrs]
 
     na = len(inits)
-    i, phis, close = _counted_loop(builder, "rowsums.main", ir.Constant(_I64, 0), m,
+    i, phis, close = _counted_loop(builder, "rows.main", ir.Constant(_I64, 0), m,
                                    ir.Constant(_I64, LANES * CHAINS), list(inits) * CHAINS)
     new = []
     for c in range(CHAINS):
@@ -143,10 +147,10 @@ def _row_sums(builder, ptrs, m, fills, inits, step):
     accs = [phis[k] for k in range(na)]
     for c in range(1, CHAINS):  # chains added in order (CHAINS is small)
         accs = [builder.fadd(a, phis[c * na + k]) for k, a in enumerate(accs)]
-    j, phis, close = _counted_loop(builder, "rowsums.rest", i, m, lanes, accs)
+    j, phis, close = _counted_loop(builder, "rows.rest", i, m, lanes, accs)
     close(step(builder, load(j), phis))
     mask = _lane_mask(builder, 0, builder.sub(m, j))
-    tail = [builder.call(masked_load, [chunk_ptr(p, j), ir.Constant(_I32, 4), mask, f])
+    tail = [builder.call(masked_load, [chunk_ptr(p, j), ir.Constant(_I32, 1), mask, f])
             for p, f in zip(ptrs, fills)]
     return step(builder, tail, phis)
 
@@ -177,7 +181,9 @@ def _data_at(context, builder, signature, args, k, start):
 @intrinsic
 def moments_f32(typingctx, x, start, m, x0):
     """``(sum(v), sum(v**2))`` in float64 of ``v = x[start:start+m] - x0`` (``x``
-    float32 C-contiguous, flat indexing; ``x0`` float32)."""
+    float32 C-contiguous, flat indexing; ``x0`` float32, a value of the row: the
+    lanes past the row read ``x0`` and add ``x0 - x0``, zero unless ``x0`` is not
+    finite, when the row's own sums are NaN anyway)."""
     if not (_check_arrays(x) and _check_ints(start, m) and x0 == types.float32):
         return None
     sig = types.UniTuple(types.float64, 2)(x, start, m, x0)
@@ -266,8 +272,8 @@ def column_moments_f32(typingctx, xf, start, stride, rows, acc, c0, n):
     of ``v = x - x0`` over ``rows`` rows of channels-last data: channel ``c0 + j`` of
     row ``i`` is ``xf[start + i stride + j]`` (``xf`` flat float32, C-contiguous).
     ``acc`` is a C-contiguous float64 array ``(>= 3, w)``: row 0 holds each channel's
-    ``x0``, rows 1 and 2 the sums of ``v`` and ``v**2`` (read, added to, written back).
-    The rows are summed in order in registers, then added to ``acc``."""
+    ``x0``, rows 1 and 2 the sums of ``v`` and ``v**2``, which are loaded, added to
+    row by row in order in registers, and stored back."""
     if not (_check_arrays(xf) and xf.ndim == 1 and isinstance(acc, types.Array)
             and acc.dtype == types.float64 and acc.layout == "C" and acc.ndim == 2
             and _check_ints(start, stride, rows, c0, n)):
@@ -289,7 +295,7 @@ def column_moments_f32(typingctx, xf, start, stride, rows, acc, c0, n):
             builder.module,
             ir.FunctionType(ir.VoidType(), [_V64, _V64.as_pointer(), _I32, masks[0].type]),
             f"llvm.masked.store.v{LANES}f64.p0")
-        align32, align64 = ir.Constant(_I32, 4), ir.Constant(_I32, 8)
+        align1, align64 = ir.Constant(_I32, 1), ir.Constant(_I32, 8)
         zero32 = ir.Constant(_V32, [0.0] * LANES)
         zero64 = ir.Constant(_V64, [0.0] * LANES)
 
@@ -297,21 +303,23 @@ def column_moments_f32(typingctx, xf, start, stride, rows, acc, c0, n):
             return builder.bitcast(builder.gep(p, [ir.Constant(_I64, k * LANES)]),
                                    vty.as_pointer())
 
-        x0 = [builder.call(load64, [vec_at(arow[0], k, _V64), align64, masks[k], zero64])
-              for k in range(nvec)]
+        def acc_at(r, k):
+            return builder.call(load64, [vec_at(arow[r], k, _V64), align64, masks[k], zero64])
+
+        x0 = [acc_at(0, k) for k in range(nvec)]
+        sums = [acc_at(r, k) for k in range(nvec) for r in (1, 2)]
         full = builder.icmp_unsigned("==", n, ir.Constant(_I64, COLUMN_CHUNK))
         with builder.if_else(full) as (whole, part):
             for masked, branch in ((False, whole), (True, part)):
                 with branch:  # one loop with plain loads, its twin with masked ones
                     i, phis, close = _counted_loop(builder, "colsums", ir.Constant(_I64, 0),
-                                                   rows, ir.Constant(_I64, 1),
-                                                   [zero64] * (2 * nvec))
+                                                   rows, ir.Constant(_I64, 1), sums)
                     rp = builder.gep(xp, [builder.mul(i, stride)])
                     new = []
                     for k in range(nvec):
                         p = vec_at(rp, k, _V32)
-                        xv = (builder.call(load32, [p, align32, masks[k], zero32]) if masked
-                              else builder.load(p, align=4))
+                        xv = (builder.call(load32, [p, align1, masks[k], zero32]) if masked
+                              else builder.load(p, align=1))
                         v = builder.fsub(builder.fpext(xv, _V64), x0[k])
                         new += [builder.fadd(phis[2 * k], v),
                                 builder.fadd(phis[2 * k + 1], builder.fmul(v, v, flags=_CONTRACT),
@@ -321,13 +329,9 @@ def column_moments_f32(typingctx, xf, start, stride, rows, acc, c0, n):
                         for r in (1, 2):
                             p = vec_at(arow[r], k, _V64)
                             if masked:
-                                old = builder.call(load64, [p, align64, masks[k], zero64])
-                                builder.call(store64, [builder.fadd(old, phis[2 * k + r - 1]), p,
-                                                       align64, masks[k]])
+                                builder.call(store64, [phis[2 * k + r - 1], p, align64, masks[k]])
                             else:
-                                old = builder.load(p, align=8)
-                                builder.store(builder.fadd(old, phis[2 * k + r - 1]), p,
-                                              align=8)
+                                builder.store(phis[2 * k + r - 1], p, align=8)
         return context.get_dummy_value()
 
     return sig, codegen
