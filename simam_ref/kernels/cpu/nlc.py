@@ -34,6 +34,7 @@ from .base import (
 from .elements import exact_fast_f32, fast32, paper_fast_f32
 from .forward import fwd_block_f32
 from .simd_sums import COLUMN_CHUNK, column_moments_f32
+from .stats import shifted_moments
 
 #: ``t`` channels of a flat channels-last array: channel ``c < t`` of neuron ``i < m``
 #: is at ``base + i * stride + c``.
@@ -93,9 +94,7 @@ def nlc_stats(xf, tl, sc, column_min):
     else:
         _row_loop_sums(xf, tl, sc)
     for c in range(t):
-        q = sc[1, c]
-        sc[0, c] = sc[0, c] + q / tl.m
-        sc[2, c] = max(sc[2, c] - q * q / tl.m, 0.0)
+        sc[0, c], sc[2, c] = shifted_moments(sc[0, c], sc[1, c], sc[2, c], tl.m)
     return sc[0, :t], sc[2, :t]
 
 

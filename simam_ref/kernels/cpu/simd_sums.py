@@ -52,6 +52,8 @@ _F32 = ir.FloatType()
 _F64 = ir.DoubleType()
 _V32 = ir.VectorType(_F32, LANES)
 _V64 = ir.VectorType(_F64, LANES)
+_ZERO32 = ir.Constant(_V32, [0.0] * LANES)
+_ZERO64 = ir.Constant(_V64, [0.0] * LANES)
 _CONTRACT = ("contract",)
 
 
@@ -115,6 +117,14 @@ def _masked_load(builder, vty):
         f"llvm.masked.load.v{LANES}{name}.p0")
 
 
+def _add_moments(builder, xv, x0d, s1, s2):
+    """``(s1 + v, s2 + v**2)`` for the float32 vector ``xv`` and ``v = xv - x0d`` in
+    float64 (the square and its addition may fuse into an FMA)."""
+    v = builder.fsub(builder.fpext(xv, _V64), x0d)
+    return [builder.fadd(s1, v),
+            builder.fadd(s2, builder.fmul(v, v, flags=_CONTRACT), flags=_CONTRACT)]
+
+
 def _lane_mask(builder, first, n):
     """Mask of the lanes ``first + j < n`` (``n`` an ``i64``; none when ``n <= first``)."""
     idx = ir.Constant(ir.VectorType(_I64, LANES), [first + j for j in range(LANES)])
@@ -166,10 +176,9 @@ def _check_ints(*values) -> bool:
     return all(isinstance(v, types.Integer) for v in values)
 
 
-def _start_m(context, builder, signature, args, k):
-    """Arguments ``k`` and ``k + 1`` (``start``, ``m``) cast to ``intp``."""
-    return tuple(context.cast(builder, args[j], signature.args[j], types.intp)
-                 for j in (k, k + 1))
+def _intp_args(context, builder, signature, args, *ks):
+    """The integer arguments ``ks`` cast to ``intp``."""
+    return tuple(context.cast(builder, args[k], signature.args[k], types.intp) for k in ks)
 
 
 def _data_at(context, builder, signature, args, k, start):
@@ -189,18 +198,15 @@ def moments_f32(typingctx, x, start, m, x0):
     sig = types.UniTuple(types.float64, 2)(x, start, m, x0)
 
     def codegen(context, builder, signature, args):
-        start, m = _start_m(context, builder, signature, args, 1)
+        start, m = _intp_args(context, builder, signature, args, 1, 2)
         ptr = _data_at(context, builder, signature, args, 0, start)
         x0f = _splat(builder, args[3], _V32)
         x0d = builder.fpext(x0f, _V64)
 
         def step(b, vs, accs):
-            v = b.fsub(b.fpext(vs[0], _V64), x0d)
-            return [b.fadd(accs[0], v), b.fadd(accs[1], b.fmul(v, v, flags=_CONTRACT),
-                                              flags=_CONTRACT)]
+            return _add_moments(b, vs[0], x0d, *accs)
 
-        zero = ir.Constant(_V64, [0.0] * LANES)
-        s1, s2 = _row_sums(builder, [ptr], m, [x0f], [zero, zero], step)
+        s1, s2 = _row_sums(builder, [ptr], m, [x0f], [_ZERO64, _ZERO64], step)
         return context.make_tuple(builder, signature.return_type,
                                   [_hsum(builder, s1), _hsum(builder, s2)])
 
@@ -216,7 +222,7 @@ def moments_abs_f32(typingctx, x, g, start, m, x0):
     sig = types.Tuple((types.float64, types.float64, types.float32))(x, g, start, m, x0)
 
     def codegen(context, builder, signature, args):
-        start, m = _start_m(context, builder, signature, args, 2)
+        start, m = _intp_args(context, builder, signature, args, 2, 3)
         px = _data_at(context, builder, signature, args, 0, start)
         pg = _data_at(context, builder, signature, args, 1, start)
         x0f = _splat(builder, args[4], _V32)
@@ -225,15 +231,11 @@ def moments_abs_f32(typingctx, x, g, start, m, x0):
                                               f"llvm.fabs.v{LANES}f32")
 
         def step(b, vs, accs):
-            v = b.fsub(b.fpext(vs[0], _V64), x0d)
-            return [b.fadd(accs[0], v),
-                    b.fadd(accs[1], b.fmul(v, v, flags=_CONTRACT), flags=_CONTRACT),
+            return [*_add_moments(b, vs[0], x0d, accs[0], accs[1]),
                     b.fadd(accs[2], b.call(fabs, [vs[1]]))]
 
-        zero = ir.Constant(_V64, [0.0] * LANES)
-        zero32 = ir.Constant(_V32, [0.0] * LANES)
-        s1, s2, sg = _row_sums(builder, [px, pg], m, [x0f, zero32],
-                               [zero, zero, zero32], step)
+        s1, s2, sg = _row_sums(builder, [px, pg], m, [x0f, _ZERO32],
+                               [_ZERO64, _ZERO64, _ZERO32], step)
         return context.make_tuple(builder, signature.return_type,
                                   [_hsum(builder, s1), _hsum(builder, s2), _hsum(builder, sg)])
 
@@ -249,7 +251,7 @@ def pair_sums_f32(typingctx, a, b, start, m):
     sig = types.UniTuple(types.float64, 2)(a, b, start, m)
 
     def codegen(context, builder, signature, args):
-        start, m = _start_m(context, builder, signature, args, 2)
+        start, m = _intp_args(context, builder, signature, args, 2, 3)
         pa = _data_at(context, builder, signature, args, 0, start)
         pb = _data_at(context, builder, signature, args, 1, start)
 
@@ -257,9 +259,8 @@ def pair_sums_f32(typingctx, a, b, start, m):
             return [bl.fadd(accs[0], bl.fpext(vs[0], _V64)),
                     bl.fadd(accs[1], bl.fpext(vs[1], _V64))]
 
-        zero = ir.Constant(_V64, [0.0] * LANES)
-        zero32 = ir.Constant(_V32, [0.0] * LANES)
-        s1, s2 = _row_sums(builder, [pa, pb], m, [zero32, zero32], [zero, zero], step)
+        s1, s2 = _row_sums(builder, [pa, pb], m, [_ZERO32, _ZERO32], [_ZERO64, _ZERO64],
+                           step)
         return context.make_tuple(builder, signature.return_type,
                                   [_hsum(builder, s1), _hsum(builder, s2)])
 
@@ -281,8 +282,7 @@ def column_moments_f32(typingctx, xf, start, stride, rows, acc, c0, n):
     sig = types.void(xf, start, stride, rows, acc, c0, n)
 
     def codegen(context, builder, signature, args):
-        start, stride, rows, c0, n = (
-            context.cast(builder, args[k], signature.args[k], types.intp) for k in (1, 2, 3, 5, 6))
+        start, stride, rows, c0, n = _intp_args(context, builder, signature, args, 1, 2, 3, 5, 6)
         xp = _data_at(context, builder, signature, args, 0, start)
         ary = context.make_array(signature.args[4])(context, builder, args[4])
         width = cgutils.unpack_tuple(builder, ary.shape)[1]
@@ -296,15 +296,13 @@ def column_moments_f32(typingctx, xf, start, stride, rows, acc, c0, n):
             ir.FunctionType(ir.VoidType(), [_V64, _V64.as_pointer(), _I32, masks[0].type]),
             f"llvm.masked.store.v{LANES}f64.p0")
         align1, align64 = ir.Constant(_I32, 1), ir.Constant(_I32, 8)
-        zero32 = ir.Constant(_V32, [0.0] * LANES)
-        zero64 = ir.Constant(_V64, [0.0] * LANES)
 
         def vec_at(p, k, vty):
             return builder.bitcast(builder.gep(p, [ir.Constant(_I64, k * LANES)]),
                                    vty.as_pointer())
 
         def acc_at(r, k):
-            return builder.call(load64, [vec_at(arow[r], k, _V64), align64, masks[k], zero64])
+            return builder.call(load64, [vec_at(arow[r], k, _V64), align64, masks[k], _ZERO64])
 
         x0 = [acc_at(0, k) for k in range(nvec)]
         sums = [acc_at(r, k) for k in range(nvec) for r in (1, 2)]
@@ -318,12 +316,9 @@ def column_moments_f32(typingctx, xf, start, stride, rows, acc, c0, n):
                     new = []
                     for k in range(nvec):
                         p = vec_at(rp, k, _V32)
-                        xv = (builder.call(load32, [p, align1, masks[k], zero32]) if masked
+                        xv = (builder.call(load32, [p, align1, masks[k], _ZERO32]) if masked
                               else builder.load(p, align=1))
-                        v = builder.fsub(builder.fpext(xv, _V64), x0[k])
-                        new += [builder.fadd(phis[2 * k], v),
-                                builder.fadd(phis[2 * k + 1], builder.fmul(v, v, flags=_CONTRACT),
-                                             flags=_CONTRACT)]
+                        new += _add_moments(builder, xv, x0[k], phis[2 * k], phis[2 * k + 1])
                     close(new)
                     for k in range(nvec):
                         for r in (1, 2):

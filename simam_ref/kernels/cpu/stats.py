@@ -128,7 +128,7 @@ def row_stats(xr, block, lam):
 
 
 @njit(fastmath=RED, inline="always", **NB)
-def _shifted_moments(x0, s1, s2, m):
+def shifted_moments(x0, s1, s2, m):
     """``(mu, S2)`` of ``m`` values from the sums ``s1``, ``s2`` of ``v = x - x0`` and
     ``v**2`` (``S2`` clamped at 0: a constant row gets exactly 0)."""
     return x0 + s1 / m, max(s2 - s1 * s1 / m, 0.0)
@@ -146,7 +146,7 @@ def row_stats_f32(x2, c, m):
     """
     x0 = x2[c, 0]
     s1, s2 = moments_f32(x2, c * m, m, x0)
-    return _shifted_moments(np.float64(x0), s1, s2, m)
+    return shifted_moments(np.float64(x0), s1, s2, m)
 
 
 @njit(**NB)
@@ -159,7 +159,7 @@ def row_stats_go_f32(x2, g2, c, m):
     it in the sums pass, measured at 49-3136 neurons."""
     x0 = x2[c, 0]
     s1, s2, sg = moments_abs_f32(x2, g2, c * m, m, x0)
-    mu, var_sum = _shifted_moments(np.float64(x0), s1, s2, m)
+    mu, var_sum = shifted_moments(np.float64(x0), s1, s2, m)
     return mu, var_sum, sg
 
 
