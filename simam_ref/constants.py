@@ -53,8 +53,9 @@ F32_BW_MIN_M = 16
 #: whole rows: one vector loop over the group instead of one per row, so a
 #: 49-neuron row has no scalar tail.
 FLAT_MAX_M = 128
-#: Neurons per group of the grouped forward (its ``z`` scratch, 16 KiB, stays in L1;
-#: 0.87-0.95x the time of groups of 1024 at 7x7).
+#: Fewest neurons per group of the grouped forward (its ``z`` scratch: 16 KiB); groups
+#: grow to :data:`GROUP_GROWTH` times this on large inputs (see
+#: :data:`GROUPS_PER_THREAD`).
 FLAT_ELEMS = 4096
 #: float32 rows of at most this many neurons run the paper backward in groups of
 #: whole rows (:mod:`.kernels.cpu.grouped`: ``exp`` and the gain of a group in one
@@ -62,9 +63,20 @@ FLAT_ELEMS = 4096
 #: :data:`FLAT_MAX_M`: the grouped backward pays up to 64x64 rows (0.83-0.92x the
 #: channel path's time at 28x28 and 56x56), where the grouped forward does not.
 FLAT_BW_MAX_M = 4096
-#: Neurons per group of the grouped backward (its four float32 scratch rows take
-#: 128 KiB: they stay in L2).
+#: Fewest neurons per group of the grouped backward (its four float32 scratch rows:
+#: about 128 KiB); groups grow to :data:`GROUP_GROWTH` times this on large inputs.
 FLAT_BW_ELEMS = 8192
+#: Groups of the grouped kernels grow from :data:`FLAT_ELEMS` (:data:`FLAT_BW_ELEMS`)
+#: up to this many times that while every thread still gets at least
+#: :data:`GROUPS_PER_THREAD` groups: measured in one process at the ResNet-50 stage
+#: shapes (batch 32, 2 threads, interleaved, best of 21), groups 4x larger took
+#: 0.92x the forward's time at 7x7 and 10x10 (0.98x at 4x4) and 0.95-0.97x the
+#: backward's at 7x7 to 56x56.  The cap keeps many-thread hosts balanced (a thread
+#: count changes only the grouping, never a row's bits) and the scratch small beside
+#: the input (at most 1/8 of it: the backward's 16 bytes a neuron of a group).
+GROUP_GROWTH = 4
+#: See :data:`GROUP_GROWTH`.
+GROUPS_PER_THREAD = 32
 #: Neurons per block of the float32 paper backward's sums pass: a block's terms are
 #: stored in L1 scratch, then summed in float64.
 BW_SUMS_BLOCK = 1024

@@ -875,6 +875,24 @@ def test_grouped_backward_falls_back_on_the_rows_its_range_checks_reject():
     assert np.all(np.abs(out.astype(np.float64) - ref) <= 2e-6 * scale)
 
 
+def test_group_rows_grow_with_the_input_and_keep_threads_busy(threads):
+    """Groups of the grouped kernels: ``elems`` neurons for small inputs, up to
+    ``GROUP_GROWTH`` times more for large ones, and in between every thread keeps
+    ``GROUPS_PER_THREAD`` groups; a row longer than ``elems`` is a group alone."""
+    m, elems = 49, 8192
+    growth, per_thread = constants.GROUP_GROWTH, constants.GROUPS_PER_THREAD
+    assert growth > 1
+    for t in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+        numba.set_num_threads(t)
+        assert cpu.group_rows(100, m, elems) == elems // m
+        assert cpu.group_rows(10**7, m, elems) == growth * elems // m
+        nc = 2 * elems * per_thread * t // m  # each thread's share: 2 * elems neurons
+        rows = cpu.group_rows(nc, m, elems)
+        assert rows == 2 * elems // m
+        assert -(-nc // rows) >= per_thread * t
+    assert cpu.group_rows(3, 5000, elems) == 1
+
+
 @pytest.mark.parametrize("m", [2, 16, 49, 64, 100, 196, 784, 4096])
 def test_grouped_backward_scratch_rows_start_apart_modulo_4k(m):
     """The grouped backward's four scratch rows (one stored while another is read)

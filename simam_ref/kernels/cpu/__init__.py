@@ -30,6 +30,7 @@ read from :mod:`simam_ref.constants` at every call.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ... import constants
@@ -58,6 +59,14 @@ def use_split(channels: int, m: int) -> bool:
     runs the same code and gets the same bits.
     """
     return m >= constants.SPLIT_MIN_M and channels < constants.SPLIT_MAX_CHANNELS
+
+
+def group_rows(nc: int, m: int, elems: int) -> int:
+    """Rows per group of the grouped kernels for ``nc`` rows of ``m`` neurons: about
+    ``elems`` neurons, up to ``GROUP_GROWTH`` times more while each running thread
+    still gets ``GROUPS_PER_THREAD`` groups (a row's bits do not depend on its group)."""
+    share = nc * m // (constants.GROUPS_PER_THREAD * numba.get_num_threads())
+    return max(1, min(constants.GROUP_GROWTH * elems, max(elems, share)) // m)
 
 
 def _check(*arrays: np.ndarray, layout: str = "(channels, M)") -> None:
@@ -107,7 +116,7 @@ def forward_2d(x2: np.ndarray, lam: float, exact: bool, out2: np.ndarray) -> Non
     if use_split(nc, m):
         forward.forward_split(x2, lam, exact, out2, int(constants.BLOCK), inplace)
     elif x2.dtype == np.float32 and not exact and m <= constants.FLAT_MAX_M:
-        group = max(1, constants.FLAT_ELEMS // m)
+        group = group_rows(nc, m, constants.FLAT_ELEMS)
         grouped.forward_flat_f32(x2, x2.reshape(-1), lam, out2, out2.reshape(-1), inplace,
                                  group, chunk((nc + group - 1) // group))
     elif x2.dtype == np.float32:
@@ -133,7 +142,7 @@ def backward_2d(
     elif use_split(nc, m):
         backward.backward_split(x2, g2, lam, exact, out2, int(constants.BLOCK), alias)
     elif x2.dtype == np.float32 and not exact and m <= constants.FLAT_BW_MAX_M:
-        group = max(1, constants.FLAT_BW_ELEMS // m)
+        group = group_rows(nc, m, constants.FLAT_BW_ELEMS)
         grouped.backward_flat_f32(x2, g2, lam, out2, alias, group,
                                   chunk((nc + group - 1) // group))
     elif x2.dtype == np.float32:
