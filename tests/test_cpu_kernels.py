@@ -801,8 +801,8 @@ def test_channel_backward_matches_reference_and_aliases(m, threads, monkeypatch)
 def test_grouped_backward_matches_reference_and_is_per_row(m, monkeypatch, threads):
     assert m <= constants.FLAT_BW_MAX_M
     calls = []
-    grouped = cpu.grouped.backward_flat_f32
-    monkeypatch.setattr(cpu.grouped, "backward_flat_f32",
+    grouped = cpu.grouped_backward.backward_flat_f32
+    monkeypatch.setattr(cpu.grouped_backward, "backward_flat_f32",
                         lambda *a: calls.append(1) or grouped(*a))
     nc = 2 * (constants.FLAT_BW_ELEMS // m) + 5  # a partial last group
     x = mixed_rows(nc, m, seed=45)
@@ -850,12 +850,18 @@ def test_statistics_with_grad_sum_match_float64_sums(m):
             assert backward_f32.bw_sums_ok(0.0, 0.0, float(sg), m)
 
 
-def test_grouped_backward_falls_back_on_the_rows_its_range_checks_reject():
+@pytest.mark.parametrize("m", [49, 64, 1100])
+@pytest.mark.parametrize("out", ["new", "x", "g"])
+def test_grouped_backward_falls_back_on_the_rows_its_range_checks_reject(m, out):
     """One group of the grouped backward: exactly the rows whose statistics or
     ``mean |go|`` (summed in float32 with the statistics) are out of the float32
     range run the float64 row code (``oks[i] == 0`` after the group), and every row
-    matches the float64 reference."""
-    m, n = 49, 12
+    matches the float64 reference, whether each row's output follows its sums (49,
+    64: padded and not) or every row's sums come first (1100), written over ``x``,
+    ``g`` or a new array (a padded row must not write into a row the float64 code
+    still has to read)."""
+    assert 64 < cpu.grouped_backward.ROW_OUT_MAX_M < 1100
+    n = 12
     x = sample((n, m), np.float32, seed=49)
     g = sample((n, m), np.float32, seed=50, loc=0.0)
     g[2] *= np.float32(1e30)  # mean |go| above 2**60
@@ -863,16 +869,16 @@ def test_grouped_backward_falls_back_on_the_rows_its_range_checks_reject():
     g[7] = np.float32(1e37)  # sum |go| overflows float32
     g[9] = np.float32(0.0)  # exactly 0: the float32 code
     x[10] *= np.float32(1e31)  # |mu|, S2 beyond the fast range
-    grouped = cpu.grouped
+    grouped = cpu.grouped_backward
     sc = np.empty((4, n * m + grouped.Z_PAD), np.float32)
     rs, fs, oks = np.empty((4, n)), np.empty((6, n), np.float32), np.empty(n, np.int64)
-    out = np.empty_like(x)
-    grouped._group(x, g, out, 0, n, LAM, 0, sc, rs, fs, oks)
-    assert [i for i in range(n) if oks[i] == 0] == [2, 5, 7, 10]
-    assert np.all(np.isfinite(out))
     ref = reference_rows(x, g)
+    dest = {"new": np.full_like(x, np.nan), "x": x, "g": g}[out]
+    grouped._group(x, g, dest, 0, n, LAM, {"new": 0, "x": 1, "g": 2}[out], sc, rs, fs, oks)
+    assert [i for i in range(n) if oks[i] == 0] == [2, 5, 7, 10]
+    assert np.all(np.isfinite(dest))
     scale = np.max(np.abs(ref), axis=1, keepdims=True)
-    assert np.all(np.abs(out.astype(np.float64) - ref) <= 2e-6 * scale)
+    assert np.all(np.abs(dest.astype(np.float64) - ref) <= 2e-6 * scale)
 
 
 def test_group_rows_grow_with_the_input_and_keep_threads_busy(threads):
@@ -899,7 +905,7 @@ def test_grouped_backward_scratch_rows_start_apart_modulo_4k(m):
     start at least 1 KiB apart modulo 4 KiB, whatever the group's size: a load whose
     low 12 address bits match a buffered store's waits for it (4K aliasing), which
     made the 7x7 terms loop 1.5x slower with rows ``e + Z_PAD`` elements apart."""
-    grouped = cpu.grouped
+    grouped = cpu.grouped_backward
     e = max(1, constants.FLAT_BW_ELEMS // m) * m
     sc = grouped.backward_scratch(e)
     assert sc.dtype == np.float32 and sc.flags.c_contiguous

@@ -15,7 +15,8 @@ Modules, by concern:
   explicit vector code;
 * :mod:`.elements` -- per-neuron forward outputs;
 * :mod:`.forward` -- forward row loops, channel and split paths;
-* :mod:`.grouped` -- float32 paper forward and backward of short rows in groups;
+* :mod:`.grouped`, :mod:`.grouped_backward` -- float32 paper forward and backward of
+  short rows in groups;
 * :mod:`.backward` -- backward with float64 element math, channel and split paths;
 * :mod:`.backward_f32` -- float32 paper backward of the channel path;
 * :mod:`.nlc`, :mod:`.nlc_backward` -- channels-last forward and backward.
@@ -34,7 +35,7 @@ import numba
 import numpy as np
 
 from ... import constants
-from . import backward, backward_f32, forward, grouped, nlc, nlc_backward
+from . import backward, backward_f32, forward, grouped, grouped_backward, nlc, nlc_backward
 from .base import chunk
 from .fastexp import exp_neg_f32, exp_neg_f64
 
@@ -143,8 +144,8 @@ def backward_2d(
         backward.backward_split(x2, g2, lam, exact, out2, int(constants.BLOCK), alias)
     elif x2.dtype == np.float32 and not exact and m <= constants.FLAT_BW_MAX_M:
         group = group_rows(nc, m, constants.FLAT_BW_ELEMS)
-        grouped.backward_flat_f32(x2, g2, lam, out2, alias, group,
-                                  chunk((nc + group - 1) // group))
+        grouped_backward.backward_flat_f32(x2, g2, lam, out2, alias, group,
+                                           chunk((nc + group - 1) // group))
     elif x2.dtype == np.float32:
         backward_f32.backward_channels_f32(x2, g2, lam, exact, out2, alias, chunk(x2.shape[0]),
                                            int(constants.BW_SUMS_BLOCK))

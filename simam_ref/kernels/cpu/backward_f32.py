@@ -43,7 +43,7 @@ def bw_fast_f32(xv, gv, f):
     """float32 ``(g, q alpha, q beta, u)`` of one neuron (paper method) of the
     channel with :data:`~.base.FastBw32` ``f``; ``g = sigmoid(E)`` is the gain
     (``go g`` is the gradient's first term).  Twins: :func:`.backward.bw_elem`
-    (float64) and :func:`.grouped._terms_flat` (from a kept ``z``)."""
+    (float64) and :func:`.grouped_backward._terms_flat` (from a kept ``z``)."""
     u = (xv - f.mu_hi) - f.mu_lo
     z = u * f.kk
     z2 = z * z
