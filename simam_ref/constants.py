@@ -53,27 +53,29 @@ F32_BW_MIN_M = 16
 #: whole rows: one vector loop over the group instead of one per row, so a
 #: 49-neuron row has no scalar tail.
 FLAT_MAX_M = 128
-#: Fewest neurons per group of the grouped forward (its ``z`` scratch: 16 KiB); groups
-#: grow to :data:`GROUP_GROWTH` times this on large inputs (see
-#: :data:`GROUPS_PER_THREAD`).
+#: About this many neurons a group of the grouped forward (whole rows: ``FLAT_ELEMS //
+#: M`` of them; its ``z`` scratch: 16 KiB) on small inputs; groups grow to
+#: :data:`GROUP_GROWTH` times this on large ones (see :data:`GROUPS_PER_THREAD`).
 FLAT_ELEMS = 4096
 #: float32 rows of at most this many neurons run the paper backward in groups of
-#: whole rows (:mod:`.kernels.cpu.grouped`: ``exp`` and the gain of a group in one
-#: vector loop, each row's sums and output from L2-resident scratch).  Larger than
+#: whole rows (:mod:`.kernels.cpu.grouped_backward`: ``exp`` and the gain of a group
+#: in one vector loop, each row's sums and output from the scratch).  Larger than
 #: :data:`FLAT_MAX_M`: the grouped backward pays up to 64x64 rows (0.83-0.92x the
 #: channel path's time at 28x28 and 56x56), where the grouped forward does not.
 FLAT_BW_MAX_M = 4096
-#: Fewest neurons per group of the grouped backward (its four float32 scratch rows:
-#: about 128 KiB); groups grow to :data:`GROUP_GROWTH` times this on large inputs.
+#: About this many neurons a group of the grouped backward on small inputs (its four
+#: float32 scratch rows: about 148 KiB); groups grow to :data:`GROUP_GROWTH` times
+#: this on large ones (scratch about 530 KiB a thread, in L2 on hosts with 1 MiB).
 FLAT_BW_ELEMS = 8192
 #: Groups of the grouped kernels grow from :data:`FLAT_ELEMS` (:data:`FLAT_BW_ELEMS`)
 #: up to this many times that while every thread still gets at least
 #: :data:`GROUPS_PER_THREAD` groups: measured in one process at the ResNet-50 stage
-#: shapes (batch 32, 2 threads, interleaved, best of 21), groups 4x larger took
-#: 0.92x the forward's time at 7x7 and 10x10 (0.98x at 4x4) and 0.95-0.97x the
-#: backward's at 7x7 to 56x56.  The cap keeps many-thread hosts balanced (a thread
-#: count changes only the grouping, never a row's bits) and the scratch small beside
-#: the input (at most 1/8 of it: the backward's 16 bytes a neuron of a group).
+#: shapes (batch 32, 2 threads, interleaved, best of 21-25), groups 4x larger took
+#: 0.89-0.92x the forward's time at 7x7 (0.92x at 10x10, 0.98x at 4x4) and
+#: 0.94-0.97x the backward's at 7x7 to 56x56.  The cap leaves a many-thread host
+#: enough work items to balance (``kernels.cpu.group_rows``; a thread count changes
+#: only the grouping, never a row's bits) and keeps the scratch, once groups grow,
+#: near 1/8 of the input (the backward's 16 bytes a neuron of a group, a thread).
 GROUP_GROWTH = 4
 #: See :data:`GROUP_GROWTH`.
 GROUPS_PER_THREAD = 32

@@ -879,40 +879,51 @@ def test_grouped_backward_falls_back_on_the_rows_its_range_checks_reject(m, out)
     assert np.all(np.isfinite(dest))
     scale = np.max(np.abs(ref), axis=1, keepdims=True)
     assert np.all(np.abs(dest.astype(np.float64) - ref) <= 2e-6 * scale)
+    # a group's last row writes nothing past it (the next group's rows)
+    part = np.full_like(x, np.nan)
+    grouped._group(x, g, part, 0, n - 1, LAM, 0, sc, rs, fs, oks)
+    assert np.all(np.isnan(part[n - 1])) and np.all(np.isfinite(part[:n - 1]))
 
 
 def test_group_rows_grow_with_the_input_and_keep_threads_busy(threads):
     """Groups of the grouped kernels: ``elems`` neurons for small inputs, up to
     ``GROUP_GROWTH`` times more for large ones, and in between every thread keeps
-    ``GROUPS_PER_THREAD`` groups; a row longer than ``elems`` is a group alone."""
+    ``GROUPS_PER_THREAD`` groups; work items of up to 32 groups, as many as leave
+    every thread ``GROUPS_PER_THREAD`` of them; a row longer than ``elems`` of a
+    small input is a group alone."""
     m, elems = 49, 8192
     growth, per_thread = constants.GROUP_GROWTH, constants.GROUPS_PER_THREAD
     assert growth > 1
     for t in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
         numba.set_num_threads(t)
-        assert cpu.group_rows(100, m, elems) == elems // m
-        assert cpu.group_rows(10**7, m, elems) == growth * elems // m
+        assert cpu.group_rows(100, m, elems) == (elems // m, 1)
+        rows, per_item = cpu.group_rows(10**7, m, elems)
+        assert rows == growth * elems // m and per_item == 32
         nc = 2 * elems * per_thread * t // m  # each thread's share: 2 * elems neurons
-        rows = cpu.group_rows(nc, m, elems)
-        assert rows == 2 * elems // m
+        rows, per_item = cpu.group_rows(nc, m, elems)
+        assert rows == 2 * elems // m and per_item == 1
         assert -(-nc // rows) >= per_thread * t
-    assert cpu.group_rows(3, 5000, elems) == 1
+        rows, per_item = cpu.group_rows(nc * 16, m, elems)  # grown groups, several an item
+        items = -(-nc * 16 // (rows * per_item))
+        assert rows == growth * elems // m and per_item > 1
+        assert per_thread * t <= items < 2 * per_thread * t + 1
+    assert cpu.group_rows(3, 5000, elems) == (1, 1)
 
 
-@pytest.mark.parametrize("m", [2, 16, 49, 64, 100, 196, 784, 4096])
-def test_grouped_backward_scratch_rows_start_apart_modulo_4k(m):
+def test_grouped_backward_scratch_rows_start_apart_modulo_4k():
     """The grouped backward's four scratch rows (one stored while another is read)
-    start at least 1 KiB apart modulo 4 KiB, whatever the group's size: a load whose
-    low 12 address bits match a buffered store's waits for it (4K aliasing), which
-    made the 7x7 terms loop 1.5x slower with rows ``e + Z_PAD`` elements apart."""
+    start at least 1 KiB apart modulo 4 KiB for every group size up to the largest
+    (grown) group: a load whose low 12 address bits match a buffered store's waits
+    for it (4K aliasing), which made the 7x7 terms loop 1.5x slower with rows
+    ``e + Z_PAD`` elements apart."""
     grouped = cpu.grouped_backward
-    e = max(1, constants.FLAT_BW_ELEMS // m) * m
-    sc = grouped.backward_scratch(e)
+    for e in range(1, constants.GROUP_GROWTH * constants.FLAT_BW_ELEMS + 1):
+        sc = grouped.backward_scratch(e)
+        assert sc.shape[0] == 4 and sc.shape[1] >= e + grouped.Z_PAD
+        for k in (1, 2, 3):
+            d = k * sc.strides[0] % 4096
+            assert min(d, 4096 - d) >= 1024, e
     assert sc.dtype == np.float32 and sc.flags.c_contiguous
-    assert sc.shape[0] == 4 and sc.shape[1] >= e + grouped.Z_PAD
-    for k in (1, 2, 3):
-        d = k * sc.strides[0] % 4096
-        assert min(d, 4096 - d) >= 1024
 
 
 def close_offset_rows(nc: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -62,12 +62,16 @@ def use_split(channels: int, m: int) -> bool:
     return m >= constants.SPLIT_MIN_M and channels < constants.SPLIT_MAX_CHANNELS
 
 
-def group_rows(nc: int, m: int, elems: int) -> int:
-    """Rows per group of the grouped kernels for ``nc`` rows of ``m`` neurons: about
-    ``elems`` neurons, up to ``GROUP_GROWTH`` times more while each running thread
-    still gets ``GROUPS_PER_THREAD`` groups (a row's bits do not depend on its group)."""
-    share = nc * m // (constants.GROUPS_PER_THREAD * numba.get_num_threads())
-    return max(1, min(constants.GROUP_GROWTH * elems, max(elems, share)) // m)
+def group_rows(nc: int, m: int, elems: int) -> tuple[int, int]:
+    """``(rows, per_item)``: rows per group of the grouped kernels for ``nc`` rows of
+    ``m`` neurons (``elems // m``, up to ``GROUP_GROWTH`` times more while each running
+    thread still gets ``GROUPS_PER_THREAD`` groups) and groups per work item (at most
+    32, as many work items as that leaves a thread ``GROUPS_PER_THREAD``).  A row's
+    bits do not depend on its group or its work item."""
+    per_thread = constants.GROUPS_PER_THREAD * numba.get_num_threads()
+    share = nc * m // per_thread
+    rows = max(1, min(constants.GROUP_GROWTH * elems, max(elems, share)) // m)
+    return rows, max(1, min(32, -(-nc // rows) // per_thread))
 
 
 def _check(*arrays: np.ndarray, layout: str = "(channels, M)") -> None:
@@ -117,9 +121,9 @@ def forward_2d(x2: np.ndarray, lam: float, exact: bool, out2: np.ndarray) -> Non
     if use_split(nc, m):
         forward.forward_split(x2, lam, exact, out2, int(constants.BLOCK), inplace)
     elif x2.dtype == np.float32 and not exact and m <= constants.FLAT_MAX_M:
-        group = group_rows(nc, m, constants.FLAT_ELEMS)
+        group, per_item = group_rows(nc, m, constants.FLAT_ELEMS)
         grouped.forward_flat_f32(x2, x2.reshape(-1), lam, out2, out2.reshape(-1), inplace,
-                                 group, chunk((nc + group - 1) // group))
+                                 group, per_item)
     elif x2.dtype == np.float32:
         forward.forward_channels_f32(x2, lam, exact, out2, inplace)
     else:
@@ -143,9 +147,8 @@ def backward_2d(
     elif use_split(nc, m):
         backward.backward_split(x2, g2, lam, exact, out2, int(constants.BLOCK), alias)
     elif x2.dtype == np.float32 and not exact and m <= constants.FLAT_BW_MAX_M:
-        group = group_rows(nc, m, constants.FLAT_BW_ELEMS)
-        grouped_backward.backward_flat_f32(x2, g2, lam, out2, alias, group,
-                                           chunk((nc + group - 1) // group))
+        group, per_item = group_rows(nc, m, constants.FLAT_BW_ELEMS)
+        grouped_backward.backward_flat_f32(x2, g2, lam, out2, alias, group, per_item)
     elif x2.dtype == np.float32:
         backward_f32.backward_channels_f32(x2, g2, lam, exact, out2, alias, chunk(x2.shape[0]),
                                            int(constants.BW_SUMS_BLOCK))

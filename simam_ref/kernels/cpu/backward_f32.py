@@ -1,5 +1,5 @@
 """float32 paper backward of the channel path (rows longer than
-``constants.FLAT_BW_MAX_M``; shorter rows run :mod:`.grouped`), in float32 SIMD.
+``constants.FLAT_BW_MAX_M``; shorter rows run :mod:`.grouped_backward`), in float32 SIMD.
 
 With ``z = u kk`` (``kk = sqrt(k)``, as the forward's fast loop), ``E = z**2 + 1/2``,
 ``q alpha = q z (2 kk)``, ``q beta = q z**2 (8 kk**2 / n)``: every per-neuron value

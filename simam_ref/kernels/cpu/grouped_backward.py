@@ -47,7 +47,7 @@ def backward_scratch(e):
 def _bw_z_rows(x1, zs, c0, n, m, fs):
     """``z = ((x - mu_hi) - mu_lo) kk`` (as :func:`.backward_f32.bw_fast_f32`) of every
     row ``i < n`` of the group at row ``c0`` into ``zs[i m:]`` (row scalars
-    :data:`~.base.FastBw32` ``fs[:, i]``; one function per group, as :func:`_z_rows`)."""
+    :data:`~.base.FastBw32` ``fs[:, i]``; one function per group, as :func:`.grouped._z_rows`)."""
     padded = padded_len(m)
     for i in range(n):
         f = FastBw32(fs[0, i], fs[1, i], fs[2, i], fs[3, i], fs[4, i])
@@ -80,9 +80,9 @@ def _terms_flat(xf, gf, zf, gg, qz, qz2):
 #: Rows shorter than this many neurons (a scratch row under 4 KiB) write each row's
 #: output right after its sums (:func:`_sums_out_rows`); longer rows sum every row,
 #: then write every row (:func:`_sums_rows`, :func:`_out_rows`).  Measured in one
-#: process (interleaved, best of 25, 2 threads, batch 32): 0.88-0.90x the
-#: backward's time at 7x7 and 8x8, 0.91-0.94x at 4x4 and 10x10, 0.92-0.95x at
-#: 14x14, 0.97x at 28x28, but 1.0-1.04x from 16x16 rows of 1024 neurons up.
+#: process (interleaved, best of 25, 2 threads, batch 32): 0.90x the backward's
+#: time at 7x7, 0.94-0.95x at 14x14, 0.95-0.97x at 28x28, 0.87-0.92x at 4x4, 8x8
+#: and 10x10, but 1.0-1.04x from 32x32 (1024 neurons) up.
 ROW_OUT_MAX_M = 1024
 
 
@@ -103,7 +103,7 @@ def _row_sums(qz, qz2, i, m, fs, rs, oks):
 @njit(inline="always", **NB)
 def _row_out(o1, gg, qz, zs, c0, i, m, fs, rs, count):
     """Output ``go g + q z a2 - mean(q alpha) - u sum(q beta)`` of row ``i`` (its first
-    ``count`` elements: ``m``, or :func:`padded_len` when the extra ones land on rows
+    ``count`` elements: ``m``, or :func:`.grouped.padded_len` when the extra ones land on rows
     written after) from its kept ``go g``, ``q z`` and ``z``, the last term as ``z
     (sum(q beta) / kk)`` (a scratch stream fewer than keeping ``u``: 0.96-1.0x the
     group's time in three measurements at 49-3136 neurons): ``x`` and ``grad_out``
@@ -129,7 +129,7 @@ def _sums_rows(qz, qz2, n, m, fs, rs, oks):
 @njit(fastmath=ELEM, **NB)
 def _out_rows(o1, gg, qz, zs, c0, n, m, fs, rs, runs):
     """:func:`_row_out` of every row ``i < n`` with ``runs[i] > 0`` (the rows from
-    ``i`` on whose output comes from the scratch), :func:`padded_len` elements when
+    ``i`` on whose output comes from the scratch), :func:`.grouped.padded_len` elements when
     they all land on such rows."""
     padded = padded_len(m)
     for i in range(n):
@@ -141,10 +141,12 @@ def _out_rows(o1, gg, qz, zs, c0, n, m, fs, rs, runs):
 def _sums_out_rows(o1, gg, qz, qz2, zs, c0, n, m, fs, rs, oks):
     """:func:`_row_sums` and :func:`_row_out` of every row ``i < n`` with ``oks[i]``,
     row by row, while its scratch is in L1.  When a row's output runs
-    :func:`padded_len` elements (into the next row's output) the next row's sums run
+    :func:`.grouped.padded_len` elements (into the next row's output) the next row's sums run
     first, so the extra elements are written only when that row's output, written
     after, comes from the scratch too (a row of at least 16 neurons pads into one row
     at most)."""
+    # the inlined _row_sums takes this function's flags (``contract``, which has
+    # nothing to fuse in it); a flag that reorders additions would change its bits
     padded = padded_len(m)
     ahead = 1 if padded != m else 0
     if ahead and n > 0 and oks[0]:
@@ -160,7 +162,7 @@ def _sums_out_rows(o1, gg, qz, qz2, zs, c0, n, m, fs, rs, oks):
 @njit(**NB)
 def _bw_consts(rs, lam, row, fs, oks, n):
     """For rows ``i < n`` with ``(mu, S2)`` in ``rs[:, i]``: ``(oks[i], fs[:, i])`` =
-    :func:`~.backward_f32.fast_bw32` (one loop over rows, as :func:`_fast_consts`)."""
+    :func:`~.backward_f32.fast_bw32` (one loop over rows, as :func:`.grouped._fast_consts`)."""
     for i in range(n):
         ok, f = fast_bw32(rs[0, i], rs[1, i], lam, row)
         oks[i] = ok
