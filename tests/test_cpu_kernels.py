@@ -926,6 +926,34 @@ def test_grouped_backward_scratch_rows_start_apart_modulo_4k():
     assert sc.dtype == np.float32 and sc.flags.c_contiguous
 
 
+@pytest.mark.parametrize("path", ["grouped", "channel", "channels-last"])
+@pytest.mark.parametrize("m", [17, 19, 23, 49, 56])
+def test_backward_of_offset_rows_with_near_constant_grad_is_accurate(m, path, monkeypatch):
+    """Rows far off 0 (mean 100-1e4 standard deviations) with a nearly constant
+    ``grad_out``: the gradient is a small difference of terms that carry ``x``, which
+    float32 terms got wrong by up to 5.7e-6 of a row's largest gradient (19 neurons,
+    1e3 sigma); such channels run in float64 (``base.BW_OFFSET_LIM``), on every
+    float32 path, and every row is within 2e-6 of the float64 reference."""
+    if path == "channel":
+        monkeypatch.setattr(constants, "FLAT_BW_MAX_M", 0)
+    rng = np.random.default_rng(m)
+    nc = 120
+    off = np.repeat([100.0, 1e3, 1e4], nc // 3)[:, None]
+    x = (off + rng.standard_normal((nc, m))).astype(np.float32)
+    g = (1.0 + 0.01 * rng.standard_normal((nc, m))).astype(np.float32)
+    ref = reference_rows(x, g)
+    if path == "channels-last":
+        xl = np.ascontiguousarray(x.reshape(4, nc // 4, m).transpose(0, 2, 1))
+        gl = np.ascontiguousarray(g.reshape(4, nc // 4, m).transpose(0, 2, 1))
+        out = simam_backward(xl[:, :, None, :], gl[:, :, None, :], LAM, axes=(1, 2),
+                             backend="cpu")[:, :, 0, :].transpose(0, 2, 1).reshape(nc, m)
+    else:
+        out = np.empty_like(x)
+        cpu.backward_2d(x, g, LAM, False, out)
+    scale = np.max(np.abs(ref), axis=1, keepdims=True)
+    assert np.max(np.abs(out.astype(np.float64) - ref) / scale) < 2e-6
+
+
 def close_offset_rows(nc: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """float32 rows ``300 + N(0, 0.1)`` and gradients: the backward of short such rows
     is a small difference of large terms (float32 terms lose 2e-4 of it at M = 2)."""
@@ -963,13 +991,21 @@ def test_short_rows_backward_is_accurate_in_both_layouts(m, method):
         np.testing.assert_array_equal(lanes[which], nlc)
 
 
-def test_short_rows_float32_terms_would_fail(monkeypatch):
-    """The data of the test above defeats float32 terms: with the threshold at 2 the
-    float32 backward of 2-neuron rows is off by more than ten times 2e-6 (2e-4 here)."""
+def test_short_offset_rows_fail_the_float32_offset_check(monkeypatch):
+    """The data of the test above defeated float32 terms (2e-4 of a 2-neuron row's
+    largest gradient with the threshold at 2): its rows lie thousands of standard
+    deviations off 0, so :func:`~.backward_f32.fast_bw32` now sends them to float64
+    even below ``F32_BW_MIN_M``'s protection, while rows 10 sigma off keep float32."""
     monkeypatch.setattr(constants, "F32_BW_MIN_M", 2)
     x, g = close_offset_rows(2000, 2, seed=2)
     ref = np.empty(x.shape)
     reference.backward_2d(x.astype(np.float64), g.astype(np.float64), LAM, False, ref)
     out = np.empty_like(x)
     cpu.backward_2d(x, g, LAM, False, out)
-    assert np.max(np.abs(out - ref) / np.max(np.abs(ref), axis=1, keepdims=True)) > 2e-5
+    assert np.max(np.abs(out - ref) / np.max(np.abs(ref), axis=1, keepdims=True)) < 2e-6
+    fast_bw32, row = cpu.backward_f32.fast_bw32, cpu.base.row_consts(16)
+    s2 = 16.0  # sigma = 1 over 16 neurons
+    assert not fast_bw32(300.0, s2, LAM, row)[0]
+    assert not fast_bw32(-16.5, s2, LAM, row)[0] and not fast_bw32(7.0, 0.0, LAM, row)[0]
+    assert fast_bw32(10.0, s2, LAM, row)[0] and fast_bw32(-16.0, s2, LAM, row)[0]
+    assert fast_bw32(0.0, 0.0, LAM, row)[0]  # a constant row at 0

@@ -19,6 +19,7 @@ from numba import njit, prange
 from ...constants import LAM_FLOOR
 from .backward import bw_out, bw_sums
 from .base import (
+    BW_OFFSET_LIM,
     ELEM,
     FAST_LIM,
     HALF32,
@@ -56,10 +57,13 @@ def bw_fast_f32(xv, gv, f):
 @njit(**NB)
 def fast_bw32(mu, s2, lam, row):
     """``(ok, f)``: the :data:`~.base.FastBw32` ``f`` of a float32 channel and whether
-    it may run the float32 backward: ``|mu|, sqrt(S2) < FAST_LIM`` and ``1/den``
-    (``den = 4 (S2/n + lam)``) squared inside float32's normal range."""
+    it may run the float32 backward: ``|mu|, sqrt(S2) < FAST_LIM``, ``1/den``
+    (``den = 4 (S2/n + lam)``) squared inside float32's normal range, and ``|mu|`` at
+    most :data:`~.base.BW_OFFSET_LIM` standard deviations (a constant channel only
+    at ``mu = 0``)."""
     den = 4.0 * (s2 / row.n + lam)
-    ok = abs(mu) < FAST_LIM and s2 < FAST_LIM * FAST_LIM and 2.0**-60 < den < 2.0**60
+    ok = (abs(mu) < FAST_LIM and s2 < FAST_LIM * FAST_LIM and 2.0**-60 < den < 2.0**60
+          and mu * mu * row.m <= BW_OFFSET_LIM * BW_OFFSET_LIM * s2)
     mu_hi, mu_lo = split_mu(mu)
     kk = 1.0 / math.sqrt(den)
     return ok, FastBw32(mu_hi, mu_lo, np.float32(kk), np.float32(2.0 * kk),
