@@ -63,9 +63,9 @@ FLAT_ELEMS = 4096
 #: :data:`FLAT_MAX_M`: the grouped backward pays up to 64x64 rows (0.83-0.92x the
 #: channel path's time at 28x28 and 56x56), where the grouped forward does not.
 FLAT_BW_MAX_M = 4096
-#: About this many neurons a group of the grouped backward on small inputs (its four
-#: float32 scratch rows: about 148 KiB); groups grow to :data:`GROUP_GROWTH` times
-#: this on large ones (scratch about 530 KiB a thread, in L2 on hosts with 1 MiB).
+#: About this many neurons a group of the grouped backward on small inputs (its three
+#: float32 scratch rows: about 111 KiB); groups grow to :data:`GROUP_GROWTH` times
+#: this on large ones (scratch about 400 KiB a thread, in L2 on hosts with 1 MiB).
 FLAT_BW_ELEMS = 8192
 #: Groups of the grouped kernels grow from :data:`FLAT_ELEMS` (:data:`FLAT_BW_ELEMS`)
 #: up to this many times that while every thread still gets at least
@@ -75,7 +75,7 @@ FLAT_BW_ELEMS = 8192
 #: 0.94-0.97x the backward's at 7x7 to 56x56.  The cap leaves a many-thread host
 #: enough work items to balance (``kernels.cpu.group_rows``; a thread count changes
 #: only the grouping, never a row's bits) and keeps the scratch, once groups grow,
-#: near 1/8 of the input (the backward's 16 bytes a neuron of a group, a thread).
+#: near 3/32 of the input (the backward's 12 bytes a neuron of a group, a thread).
 GROUP_GROWTH = 4
 #: See :data:`GROUP_GROWTH`.
 GROUPS_PER_THREAD = 32

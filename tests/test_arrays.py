@@ -151,7 +151,7 @@ def test_read_only_input_reaches_the_backend_without_a_copy(make, backend, monke
 def test_cpu_kernel_copies_nothing_for_read_only_input(kind, path, monkeypatch):
     """Peak allocation (NumPy's and the kernel's) with ``out=`` given is far below one
     input's size.  The kernels' scratch is per running thread (the grouped float32
-    backward's: about 16 bytes a neuron of a group, 150 KiB for the ``FLAT_BW_ELEMS``
+    backward's: about 12 bytes a neuron of a group, 111 KiB for the ``FLAT_BW_ELEMS``
     neurons of a group of an input this small), so two threads run here, on 2 MiB
     inputs (the split path: 256 KiB, 16 channels)."""
     shape = (2, 8, 64, 64) if path == "split" else (16, 8, 64, 64)

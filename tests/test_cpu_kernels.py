@@ -870,7 +870,7 @@ def test_grouped_backward_falls_back_on_the_rows_its_range_checks_reject(m, out)
     g[9] = np.float32(0.0)  # exactly 0: the float32 code
     x[10] *= np.float32(1e31)  # |mu|, S2 beyond the fast range
     grouped = cpu.grouped_backward
-    sc = np.empty((4, n * m + grouped.Z_PAD), np.float32)
+    sc = np.empty((3, n * m + grouped.Z_PAD), np.float32)
     rs, fs, oks = np.empty((4, n)), np.empty((6, n), np.float32), np.empty(n, np.int64)
     ref = reference_rows(x, g)
     dest = {"new": np.full_like(x, np.nan), "x": x, "g": g}[out]
@@ -911,7 +911,7 @@ def test_group_rows_grow_with_the_input_and_keep_threads_busy(threads):
 
 
 def test_grouped_backward_scratch_rows_start_apart_modulo_4k():
-    """The grouped backward's four scratch rows (one stored while another is read)
+    """The grouped backward's three scratch rows (two stored while another is read)
     start at least 1 KiB apart modulo 4 KiB for every group size up to the largest
     (grown) group: a load whose low 12 address bits match a buffered store's waits
     for it (4K aliasing), which made the 7x7 terms loop 1.5x slower with rows
@@ -919,8 +919,8 @@ def test_grouped_backward_scratch_rows_start_apart_modulo_4k():
     grouped = cpu.grouped_backward
     for e in range(1, constants.GROUP_GROWTH * constants.FLAT_BW_ELEMS + 1):
         sc = grouped.backward_scratch(e)
-        assert sc.shape[0] == 4 and sc.shape[1] >= e + grouped.Z_PAD
-        for k in (1, 2, 3):
+        assert sc.shape[0] == 3 and sc.shape[1] >= e + grouped.Z_PAD
+        for k in (1, 2):
             d = k * sc.strides[0] % 4096
             assert min(d, 4096 - d) >= 1024, e
     assert sc.dtype == np.float32 and sc.flags.c_contiguous

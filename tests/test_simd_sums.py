@@ -34,8 +34,8 @@ def _moments_abs(x, g, start, m, x0):
 
 
 @njit(cache=False)
-def _pair_sums(a, b, start, m):
-    return simd_sums.pair_sums_f32(a, b, start, m)
+def _sum_dot(a, b, start, m):
+    return simd_sums.sum_dot_f32(a, b, start, m)
 
 
 @njit(cache=False)
@@ -99,17 +99,18 @@ def test_row_sums_match_float64_sums(m, start):
     assert (a1, a2) == (s1, s2)  # the same loop of x
     assert sg == pytest.approx(float(np.abs(g[start:start + m]).astype(np.float64).sum()),
                                rel=1e-5, abs=0.0)
-    p1, p2 = _pair_sums(x, g, start, m)
-    assert p1 == pytest.approx(x[start:start + m].astype(np.float64).sum(), rel=1e-14)
-    assert p2 == pytest.approx(g[start:start + m].astype(np.float64).sum(), rel=1e-12,
-                               abs=1e-12)
+    p1, p2 = _sum_dot(x, g, start, m)
+    xr, gr = x[start:start + m].astype(np.float64), g[start:start + m].astype(np.float64)
+    assert p1 == pytest.approx(xr.sum(), rel=1e-14)
+    assert p2 == pytest.approx((xr * gr).sum(), rel=1e-12, abs=1e-10)
 
 
 @pytest.mark.parametrize("m", LENGTHS)
 def test_row_sums_follow_the_documented_order_bit_for_bit(m):
     """With ``x0 = 0`` every ``v`` is a float32 value, so ``v**2`` is exact in float64
-    and the sums round only in their additions: the kernel's result must equal a
-    replay of the documented order, whatever the vector width of the host."""
+    and the sums round only in their additions (as does every product of two float32
+    values): the kernel's result must equal a replay of the documented order,
+    whatever the vector width of the host."""
     x = _wide(m + 3, seed=m)[1:m + 1]
     g = _wide(m + 3, seed=1000 + m)[1:m + 1]
     x64, g64 = x.astype(np.float64), g.astype(np.float64)
@@ -118,7 +119,7 @@ def test_row_sums_follow_the_documented_order_bit_for_bit(m):
     a1, a2, sg = _moments_abs(x, g, 0, m, np.float32(0.0))
     assert [a1, a2] == [s1, s2]
     assert sg == _replay([np.abs(g)])[0]  # float32 additions
-    assert list(_pair_sums(x, g, 0, m)) == _replay([x64, g64])
+    assert list(_sum_dot(x, g, 0, m)) == _replay([x64, x64 * g64])  # exact products
 
 
 def test_the_order_replay_can_tell_orders_apart():
@@ -180,13 +181,13 @@ def test_row_sums_of_no_values_and_unaligned_data():
     x = np.arange(1, 20, dtype=np.float32)
     for m in (0, -1, -17):
         assert _moments(x, 0, m, x[0]) == (0.0, 0.0)
-        assert _pair_sums(x, x, 0, m) == (0.0, 0.0)
+        assert _sum_dot(x, x, 0, m) == (0.0, 0.0)
     raw = np.zeros(4 * 40 + 1, np.uint8)
     odd = raw[1:].view(np.float32)
     assert not odd.flags.aligned
     odd[:] = np.arange(40, dtype=np.float32) * np.float32(0.25)
     ref = odd[3:3 + 37].astype(np.float64)
-    assert _pair_sums(odd, odd, 3, 37) == (ref.sum(), ref.sum())
+    assert _sum_dot(odd, odd, 3, 37) == (ref.sum(), (ref * ref).sum())
     s1, s2 = _moments(odd, 3, 37, odd[3])
     assert (s1, s2) == ((ref - ref[0]).sum(), ((ref - ref[0]) ** 2).sum())
 
@@ -204,9 +205,9 @@ def test_row_sums_reject_arrays_they_cannot_read_flat():
     """Typing accepts C-contiguous float32 data arrays only (a strided or float64 array
     cannot be read as flat float32 data), and a C-contiguous 2-D float64 ``acc``."""
     with pytest.raises(Exception, match="(?i)typing|resolution|invalid"):
-        _pair_sums(np.zeros(8), np.zeros(8), 0, 8)
+        _sum_dot(np.zeros(8), np.zeros(8), 0, 8)
     with pytest.raises(Exception, match="(?i)typing|resolution|invalid"):
-        _pair_sums(np.zeros(16, np.float32)[::2], np.zeros(8, np.float32), 0, 8)
+        _sum_dot(np.zeros(16, np.float32)[::2], np.zeros(8, np.float32), 0, 8)
     with pytest.raises(Exception, match="(?i)typing|resolution|invalid"):
         _column_moments(np.zeros(8, np.float32), 0, 1, 1, np.zeros((3, 8), np.float32), 0, 1)
 
@@ -228,7 +229,7 @@ _GUARD_SCRIPT = textwrap.dedent("""
     def sums(x, g, m):
         a = simd_sums.moments_f32(x, x.shape[0] - m, m, x[x.shape[0] - m])
         b = simd_sums.moments_abs_f32(x, g, x.shape[0] - m, m, x[x.shape[0] - m])
-        c = simd_sums.pair_sums_f32(x, g, x.shape[0] - m, m)
+        c = simd_sums.sum_dot_f32(x, g, x.shape[0] - m, m)
         return a[1] + b[1] + c[0]
 
     @njit(cache=False)

@@ -3,9 +3,10 @@ neurons; the design and its rules: :mod:`.grouped`).
 
 A group runs every row's statistics (with its ``sum |go|``) and scalars, every row's
 ``z`` (:func:`_bw_z_rows`), the per-neuron terms of the whole group in one vector
-loop (:func:`_terms_flat`: ``go g``, ``q z``, ``q z**2`` into scratch), then each
-row's two sums and its output from the scratch; rows outside the float32 range, or
-whose sums fail the range check, run the float64 row code.
+loop (:func:`_terms_flat`: ``go g`` and ``q z`` into scratch), then each row's
+two sums (``sum(q z)`` and ``sum((q z) z)``) and its output from the scratch; rows
+outside the float32 range, or whose sums fail the range check, run the float64 row
+code.
 """
 
 from __future__ import annotations
@@ -19,28 +20,29 @@ from .backward_f32 import bw_sums_ok, fast_bw32
 from .base import ELEM, HALF32, NB, ONE32, Channel, FastBw32, Sums, fma, row_consts, with_k
 from .fastexp import exp_neg_f32
 from .grouped import Z_PAD, padded_len
-from .simd_sums import pair_sums_f32
+from .simd_sums import sum_dot_f32
 from .stats import row_stats_go_f32
 
 #: Start-to-start distance, modulo 4 KiB, of the backward's scratch rows, in float32
-#: elements (1 KiB: the four rows sit a quarter of 4 KiB apart).  A load whose
+#: elements (1 KiB: the three rows sit a quarter of 4 KiB apart).  A load whose
 #: address equals an older, still-buffered store's in its low 12 bits waits for that
-#: store (4K aliasing): the terms loop stores three rows while it reads the fourth,
-#: and with rows ``e + Z_PAD`` elements apart a 7x7 group (8183 elements, rows 92 B
-#: apart modulo 4 KiB) took 1.5x the loop's time (see :func:`backward_scratch`).
+#: store (4K aliasing): the terms loop stores two rows while it reads the third
+#: (it stored three when it kept ``q z**2``, and with rows ``e + Z_PAD`` elements
+#: apart a 7x7 group, 8183 elements, rows 92 B apart modulo 4 KiB, took 1.5x the
+#: loop's time; see :func:`backward_scratch`).
 SCRATCH_SKEW = 256
 
 
 @njit(**NB)
 def backward_scratch(e):
     """Scratch of :func:`_group` for groups of up to ``e`` elements: float32
-    ``(4, stride)`` with ``stride >= e + Z_PAD`` a multiple of 4 KiB plus
+    ``(3, stride)`` with ``stride >= e + Z_PAD`` a multiple of 4 KiB plus
     :data:`SCRATCH_SKEW` elements, so any two rows start at least 1 KiB apart modulo
     4 KiB.  Measured against rows ``e + Z_PAD`` apart (one process, interleaved, best
     of 31, two runs, 2 threads, batch 32): the backward's time 0.89-0.90x at 7x7,
     0.92-1.0x at 4x4, 8x8, 16x16 and 32x32 (rows 128 B apart modulo 4 KiB), 0.97-1.0x
     where they were already far apart (10x10, 14x14, 28x28, 56x56); the same bits."""
-    return np.empty((4, (e + Z_PAD + 1023) // 1024 * 1024 + SCRATCH_SKEW), np.float32)
+    return np.empty((3, (e + Z_PAD + 1023) // 1024 * 1024 + SCRATCH_SKEW), np.float32)
 
 
 @njit(fastmath=ELEM, **NB)
@@ -58,23 +60,21 @@ def _bw_z_rows(x1, zs, c0, n, m, fs):
 
 
 @njit(fastmath=ELEM, **NB)
-def _terms_flat(xf, gf, zf, gg, qz, qz2):
+def _terms_flat(xf, gf, zf, gg, qz):
     """Per element ``j`` of the flat rows ``xf`` (``grad_out`` ``gf``, ``z`` in
     ``zf``), the terms of :func:`.backward_f32.bw_fast_f32` without the row factors
-    ``a2``, ``b8``: ``gg = go g``, ``qz = q z``, ``qz2 = q z**2``, with
+    ``a2``, ``b8``: ``gg = go g``, ``qz = q z``, with
     ``E = z**2 + 1/2``, ``g = sigmoid(E)``, ``q = go x g (1 - g)`` (a twin of
     ``bw_fast_f32`` whose row scalars are in ``z``)."""
     for j in range(xf.shape[0]):
         xv = xf[j]
         gv = gf[j]
         z = zf[j]
-        z2 = z * z
         t = exp_neg_f32(fma(z, z, HALF32))  # as bw_fast_f32
         g = ONE32 / (ONE32 + t)
         q = gv * xv * g * (t * g)
         gg[j] = gv * g
         qz[j] = q * z
-        qz2[j] = q * z2
 
 
 #: Rows shorter than this many neurons (a scratch row under 4 KiB) write each row's
@@ -87,12 +87,14 @@ ROW_OUT_MAX_M = 1024
 
 
 @njit(inline="always", **NB)
-def _row_sums(qz, qz2, i, m, fs, rs, oks):
-    """Row ``i``'s float64 sums (:func:`~.simd_sums.pair_sums_f32`) ``mean(q alpha) =
-    a2 sum(q z) / m`` into ``rs[2, i]`` and ``sum(q beta) = b8 sum(q z**2)`` into
-    ``rs[3, i]``, and ``oks[i]`` = :func:`~.backward_f32.bw_sums_ok` (with the row's
-    float32 ``sum |go|`` from ``fs[5, i]``, summed with the statistics)."""
-    p1, p2 = pair_sums_f32(qz, qz2, i * m, m)
+def _row_sums(qz, zs, i, m, fs, rs, oks):
+    """Row ``i``'s float64 sums (:func:`~.simd_sums.sum_dot_f32` of the kept ``q z``
+    and ``z``) ``mean(q alpha) = a2 sum(q z) / m`` into ``rs[2, i]`` and ``sum(q beta)
+    = b8 sum((q z) z)`` into ``rs[3, i]`` (a stored ``q z**2``, the terms loop's
+    third stream, took 1.04-1.05x the backward's time at 7x7-28x28), and ``oks[i]``
+    = :func:`~.backward_f32.bw_sums_ok` (with the row's float32 ``sum |go|`` from
+    ``fs[5, i]``, summed with the statistics)."""
+    p1, p2 = sum_dot_f32(qz, zs, i * m, m)
     p1 *= np.float64(fs[3, i])
     p2 *= np.float64(fs[4, i])
     oks[i] = bw_sums_ok(p1, p2, np.float64(fs[5, i]), m)
@@ -119,11 +121,11 @@ def _row_out(o1, gg, qz, zs, c0, i, m, fs, rs, count):
 
 
 @njit(**NB)
-def _sums_rows(qz, qz2, n, m, fs, rs, oks):
+def _sums_rows(qz, zs, n, m, fs, rs, oks):
     """:func:`_row_sums` of every row ``i < n`` with ``oks[i]`` of the group."""
     for i in range(n):
         if oks[i]:
-            _row_sums(qz, qz2, i, m, fs, rs, oks)
+            _row_sums(qz, zs, i, m, fs, rs, oks)
 
 
 @njit(fastmath=ELEM, **NB)
@@ -138,7 +140,7 @@ def _out_rows(o1, gg, qz, zs, c0, n, m, fs, rs, runs):
 
 
 @njit(fastmath=ELEM, **NB)
-def _sums_out_rows(o1, gg, qz, qz2, zs, c0, n, m, fs, rs, oks):
+def _sums_out_rows(o1, gg, qz, zs, c0, n, m, fs, rs, oks):
     """:func:`_row_sums` and :func:`_row_out` of every row ``i < n`` with ``oks[i]``,
     row by row, while its scratch is in L1.  When a row's output runs
     :func:`.grouped.padded_len` elements (into the next row's output) the next row's sums run
@@ -150,10 +152,10 @@ def _sums_out_rows(o1, gg, qz, qz2, zs, c0, n, m, fs, rs, oks):
     padded = padded_len(m)
     ahead = 1 if padded != m else 0
     if ahead and n > 0 and oks[0]:
-        _row_sums(qz, qz2, 0, m, fs, rs, oks)
+        _row_sums(qz, zs, 0, m, fs, rs, oks)
     for i in range(n):
         if i + ahead < n and oks[i + ahead]:
-            _row_sums(qz, qz2, i + ahead, m, fs, rs, oks)
+            _row_sums(qz, zs, i + ahead, m, fs, rs, oks)
         if oks[i]:
             more = i + 1 < n and oks[i + 1]
             _row_out(o1, gg, qz, zs, c0, i, m, fs, rs, padded if more else m)
@@ -176,7 +178,7 @@ def _bw_consts(rs, lam, row, fs, oks, n):
 @njit(**NB)
 def _group(x2, g2, out2, c0, c1, lam, alias, sc, rs, fs, oks):
     """Backward of rows ``c0 <= c < c1``; scratch ``sc`` float32
-    ``(4, >= (c1-c0) m + Z_PAD)`` (``z``, ``go g``, ``q z``, ``q z**2``; best from
+    ``(3, >= (c1-c0) m + Z_PAD)`` (``z``, ``go g``, ``q z``; best from
     :func:`backward_scratch`), ``rs``
     float64 ``(4, >= c1-c0)`` (statistics, then the row sums), ``fs`` float32
     ``(6, >= c1-c0)`` (each row's :data:`~.base.FastBw32`, then its ``sum |go|``),
@@ -192,18 +194,18 @@ def _group(x2, g2, out2, c0, c1, lam, alias, sc, rs, fs, oks):
     n = c1 - c0
     e = n * m
     row = row_consts(m)
-    zs, gg, qz, qz2 = sc[0], sc[1], sc[2], sc[3]
+    zs, gg, qz = sc[0], sc[1], sc[2]
     for i in range(n):
         rs[0, i], rs[1, i], fs[5, i] = row_stats_go_f32(x2, g2, c0 + i, m)
     _bw_consts(rs, lam, row, fs, oks, n)
     x1 = x2.reshape(-1)
     g1 = g2.reshape(-1)
     _bw_z_rows(x1, zs, c0, n, m, fs)
-    _terms_flat(x1[c0 * m:c1 * m], g1[c0 * m:c1 * m], zs[:e], gg[:e], qz[:e], qz2[:e])
+    _terms_flat(x1[c0 * m:c1 * m], g1[c0 * m:c1 * m], zs[:e], gg[:e], qz[:e])
     if m < ROW_OUT_MAX_M:
-        _sums_out_rows(out2.reshape(-1), gg, qz, qz2, zs, c0, n, m, fs, rs, oks)
+        _sums_out_rows(out2.reshape(-1), gg, qz, zs, c0, n, m, fs, rs, oks)
     else:
-        _sums_rows(qz, qz2, n, m, fs, rs, oks)
+        _sums_rows(qz, zs, n, m, fs, rs, oks)
         run = 0  # oks[i] becomes the number of consecutive scratch-output rows from i on
         for i in range(n - 1, -1, -1):
             run = run + 1 if oks[i] else 0
