@@ -29,6 +29,18 @@ LAM_FLOOR = 2.0**-500
 #: of ``max|x|`` to ``[MIN_EXP, MAX_EXP]``.
 MIN_EXP = -1000
 MAX_EXP = 1100
+#: The float32 backward (CPU and CUDA) runs channels whose mean is at most this many
+#: standard deviations from 0 (``mu**2 <= BW_OFFSET_LIM**2 S2 / M``); channels
+#: further off run in float64.  A neuron's gradient is ``go g (1 + P) - mean(q
+#: alpha) - u sum(q beta)`` with ``P = x u (1 - g) / (2 sigma**2)`` (``sigma**2 =
+#: S2/n + lam``): from ``|mu| = 6.6`` standard deviations some ``u`` in ``(-mu, 0)``
+#: has ``P = -1``, and rows whose neurons sit there, with ``grad_out`` on them alone,
+#: leave a gradient far smaller than its terms, whose float32 rounding (``exp``'s
+#: included) then dominates: 4e-5 to 3.7e-4 of a row's largest gradient at 7
+#: standard deviations (16-49 neurons, two-valued rows), 5.7e-6 with a nearly
+#: constant ``grad_out`` at 1000.  Below the limit ``|P| <= 0.68``, and the same
+#: rows (16-784 neurons) are within 7.7e-7.
+BW_OFFSET_LIM = 5.0
 
 # ------------------------------------------------------------------ CPU kernels
 #: Elements per partial-sum block.  Fixed (never derived from the thread count),

@@ -34,6 +34,26 @@ def set_sim_launch(monkeypatch) -> None:
         monkeypatch.setattr(constants, name, value)
 
 
+def cancelling_rows(nc: int, m: int, outliers: int, offset: float, seed: int):
+    """float32 ``(x, grad_out)`` of ``nc`` two-valued rows of ``m`` neurons, each
+    ``offset`` population standard deviations above 0: ``outliers`` neurons (in
+    random places) above the mean, the rest (the bulk) at one value below it, and
+    ``grad_out`` on the bulk alone.  From about 6.6 standard deviations a bulk value
+    can make each bulk neuron's ``go g`` and ``q alpha`` cancel (see
+    ``constants.BW_OFFSET_LIM``): the gradient is then far smaller than its terms."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    low = -np.sqrt(outliers / (m - outliers))
+    row = np.full(m, low)
+    row[:outliers] = np.sqrt((m - outliers) / outliers)
+    u = np.array([rng.permutation(row) for _ in range(nc)])
+    u += 1e-4 * rng.standard_normal((nc, m))
+    u = (u - u.mean(axis=1, keepdims=True)) / u.std(axis=1, keepdims=True)
+    g = rng.standard_normal((nc, m)) * (np.abs(u - low) < 0.01)
+    return (offset + u).astype(np.float32), g.astype(np.float32)
+
+
 @pytest.fixture(autouse=True)
 def _small_cuda_blocks(monkeypatch):
     """Under the simulator keep CUDA blocks small (:data:`SIM_LAUNCH`)."""

@@ -12,6 +12,7 @@ import numba
 import numpy as np
 import oracles
 import pytest
+from conftest import cancelling_rows
 
 from simam_ref import constants, reference, simam, simam_backward
 from simam_ref.kernels import cpu
@@ -932,7 +933,7 @@ def test_backward_of_offset_rows_with_near_constant_grad_is_accurate(m, path, mo
     """Rows far off 0 (mean 100-1e4 standard deviations) with a nearly constant
     ``grad_out``: the gradient is a small difference of terms that carry ``x``, which
     float32 terms got wrong by up to 5.7e-6 of a row's largest gradient (19 neurons,
-    1e3 sigma); such channels run in float64 (``base.BW_OFFSET_LIM``), on every
+    1e3 sigma); such channels run in float64 (``constants.BW_OFFSET_LIM``), on every
     float32 path, and every row is within 2e-6 of the float64 reference."""
     if path == "channel":
         monkeypatch.setattr(constants, "FLAT_BW_MAX_M", 0)
@@ -950,6 +951,41 @@ def test_backward_of_offset_rows_with_near_constant_grad_is_accurate(m, path, mo
     else:
         out = np.empty_like(x)
         cpu.backward_2d(x, g, LAM, False, out)
+    scale = np.max(np.abs(ref), axis=1, keepdims=True)
+    assert np.max(np.abs(out.astype(np.float64) - ref) / scale) < 2e-6
+
+
+@pytest.mark.parametrize("path", ["grouped", "channel", "split", "channels-last"])
+@pytest.mark.parametrize("method", ["paper", "exact"])
+@pytest.mark.parametrize(("m", "outliers", "offset"),
+                         [(32, 19, 6.93), (20, 12, 7.0), (16, 10, 6.93), (32, 19, 4.9)])
+def test_backward_of_rows_whose_terms_cancel_is_accurate(m, outliers, offset, method, path,
+                                                         monkeypatch):
+    """Rows whose bulk sits where ``go g`` and ``q alpha`` cancel (:func:`conftest.
+    cancelling_rows`, 7 standard deviations off 0): float32 terms, and float64 terms
+    with the float32 ``exp``, were off by up to 8.2e-5 of a row's largest gradient;
+    such channels now run the float64 element math with the float64 ``exp``
+    (``constants.BW_OFFSET_LIM``, ``backward.exp32_ok``) on every path, and within the
+    limit (4.9) the float32 code stays within 2e-6."""
+    if path == "channel":
+        monkeypatch.setattr(constants, "FLAT_BW_MAX_M", 0)
+    if path == "split":
+        monkeypatch.setattr(constants, "SPLIT_MIN_M", 2)
+        monkeypatch.setattr(constants, "BLOCK", 8)
+    exact = method == "exact"
+    nc = 12 if path == "split" else 64
+    x, g = cancelling_rows(nc, m, outliers, offset, seed=m)
+    ref = np.empty(x.shape)
+    reference.backward_2d(x.astype(np.float64), g.astype(np.float64), LAM, exact, ref)
+    if path == "channels-last":
+        to_nlc = lambda a: np.ascontiguousarray(a.reshape(4, nc // 4, m).transpose(0, 2, 1))  # noqa: E731
+        lanes = np.empty((4, m, nc // 4), np.float32)
+        cpu.backward_nlc(to_nlc(x), to_nlc(g), LAM, exact, lanes)
+        out = lanes.transpose(0, 2, 1).reshape(nc, m)
+    else:
+        assert cpu.use_split(nc, m) == (path == "split")
+        out = np.empty_like(x)
+        cpu.backward_2d(x, g, LAM, exact, out)
     scale = np.max(np.abs(ref), axis=1, keepdims=True)
     assert np.max(np.abs(out.astype(np.float64) - ref) / scale) < 2e-6
 
@@ -995,7 +1031,8 @@ def test_short_offset_rows_fail_the_float32_offset_check(monkeypatch):
     """The data of the test above defeated float32 terms (2e-4 of a 2-neuron row's
     largest gradient with the threshold at 2): its rows lie thousands of standard
     deviations off 0, so :func:`~.backward_f32.fast_bw32` now sends them to float64
-    even below ``F32_BW_MIN_M``'s protection, while rows 10 sigma off keep float32."""
+    even below ``F32_BW_MIN_M``'s protection, while rows within ``BW_OFFSET_LIM``
+    standard deviations keep float32."""
     monkeypatch.setattr(constants, "F32_BW_MIN_M", 2)
     x, g = close_offset_rows(2000, 2, seed=2)
     ref = np.empty(x.shape)
@@ -1005,7 +1042,10 @@ def test_short_offset_rows_fail_the_float32_offset_check(monkeypatch):
     assert np.max(np.abs(out - ref) / np.max(np.abs(ref), axis=1, keepdims=True)) < 2e-6
     fast_bw32, row = cpu.backward_f32.fast_bw32, cpu.base.row_consts(16)
     s2 = 16.0  # sigma = 1 over 16 neurons
+    lim = constants.BW_OFFSET_LIM
     assert not fast_bw32(300.0, s2, LAM, row)[0]
-    assert not fast_bw32(-16.5, s2, LAM, row)[0] and not fast_bw32(7.0, 0.0, LAM, row)[0]
-    assert fast_bw32(10.0, s2, LAM, row)[0] and fast_bw32(-16.0, s2, LAM, row)[0]
+    assert not fast_bw32(-1.01 * lim, s2, LAM, row)[0] and not fast_bw32(7.0, 0.0, LAM, row)[0]
+    assert fast_bw32(0.9 * lim, s2, LAM, row)[0] and fast_bw32(-lim, s2, LAM, row)[0]
     assert fast_bw32(0.0, 0.0, LAM, row)[0]  # a constant row at 0
+    exp32_ok = cpu.backward.exp32_ok  # the float64 code's float32 exp: the same border
+    assert exp32_ok(-lim, s2, 16) and not exp32_ok(1.01 * lim, s2, 16)

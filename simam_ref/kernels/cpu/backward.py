@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ...constants import BW_OFFSET_LIM
 from .. import neuron
 from .base import ELEM, NB, RED, Channel, Sums, blk, nblocks, row_consts, with_k, writable_alias
 from .fastexp import exp_neg_like
@@ -28,11 +29,11 @@ _grad = njit(inline="always")(neuron.input_gradient)
 # call in the loop blocks vectorisation).  It then takes its caller's fast-math
 # flags; the exp helpers it calls keep their own.
 @njit(fastmath=ELEM, inline="always", **NB)
-def bw_elem(xn, gn, ck, row, exact):
+def bw_elem(xn, gn, ck, row, exact, like):
     """``(go g, q alpha, q beta, u)`` of one neuron (float64) of channel ``ck`` (a
-    :data:`~.base.ChannelK`) from ``x``, ``grad_out`` in the array dtype (float32
-    input uses the float32 exp).  Twin: :func:`.backward_f32.bw_fast_f32`."""
-    like = xn
+    :data:`~.base.ChannelK`) from ``x``, ``grad_out`` in the array dtype; ``exp`` at
+    the precision of ``like``'s type (float32 only where :func:`exp32_ok`).  Twin:
+    :func:`.backward_f32.bw_fast_f32`."""
     xv = np.float64(xn)
     gov = np.float64(gn)
     xs = xv * ck.s
@@ -52,26 +53,26 @@ def bw_elem(xn, gn, ck, row, exact):
 
 
 @njit(fastmath=RED, **NB)
-def bw_sums(xb, gb, ck, row, exact):
+def bw_sums(xb, gb, ck, row, exact, like):
     """``(sum(q alpha), sum(q beta))`` over one block of channel ``ck``."""
     p1 = 0.0
     p2 = 0.0
     for i in range(xb.shape[0]):
-        _, qa, qb, _ = bw_elem(xb[i], gb[i], ck, row, exact)
+        _, qa, qb, _ = bw_elem(xb[i], gb[i], ck, row, exact, like)
         p1 += qa
         p2 += qb
     return p1, p2
 
 
 @njit(fastmath=ELEM, inline="always", **NB)
-def bw_val(xv, gv, ck, row, exact, sums):
+def bw_val(xv, gv, ck, row, exact, sums, like):
     """``grad_x`` of one neuron given its channel's :data:`~.base.Sums`."""
-    gg, qa, _, u = bw_elem(xv, gv, ck, row, exact)
+    gg, qa, _, u = bw_elem(xv, gv, ck, row, exact, like)
     return _grad(gg, qa, sums.p1m, u, sums.p2)
 
 
 @njit(**NB)
-def bw_out(xb, gb, ob, ck, row, exact, sums, alias):
+def bw_out(xb, gb, ob, ck, row, exact, sums, alias, like):
     """Output of one block; ``alias`` 0: into ``ob``, 1: into ``xb``, 2: into ``gb``
     (three twin loops so LLVM sees a single written array, see :mod:`.forward`; a
     read-only ``xb`` or ``gb`` is written through ``ob``, its same memory, see
@@ -79,28 +80,47 @@ def bw_out(xb, gb, ob, ck, row, exact, sums, alias):
     if alias == 1:
         wx = writable_alias(xb, ob)
         for i in range(xb.shape[0]):
-            wx[i] = bw_val(wx[i], gb[i], ck, row, exact, sums)
+            wx[i] = bw_val(wx[i], gb[i], ck, row, exact, sums, like)
     elif alias == 2:
         wg = writable_alias(gb, ob)
         for i in range(xb.shape[0]):
-            wg[i] = bw_val(xb[i], wg[i], ck, row, exact, sums)
+            wg[i] = bw_val(xb[i], wg[i], ck, row, exact, sums, like)
     else:
         for i in range(xb.shape[0]):
-            ob[i] = bw_val(xb[i], gb[i], ck, row, exact, sums)
+            ob[i] = bw_val(xb[i], gb[i], ck, row, exact, sums, like)
+
+
+@njit(**NB)
+def exp32_ok(mu, s2, m):
+    """Whether a float32 channel's float64 element math may take the float32 ``exp``:
+    ``|mu|`` at most ``constants.BW_OFFSET_LIM`` standard deviations (``mu**2 m <=
+    lim**2 S2``).  Further off, the gradient can be a small difference of terms that
+    carry ``exp``'s relative error (1e-7 in float32): 8.2e-5 of a 32-neuron row's
+    largest gradient at 7 standard deviations, 2.3e-13 with the float64 ``exp``."""
+    return mu * mu * m <= BW_OFFSET_LIM * BW_OFFSET_LIM * s2
+
+
+@njit(**NB)
+def _bw_channel(xr, gr, orow, ck, row, exact, block, alias, like):
+    """:func:`bw_channel` with ``exp`` at ``like``'s precision."""
+    nb = nblocks(row.m, block)
+    p1 = 0.0
+    p2 = 0.0
+    for b in range(nb):
+        a, q = bw_sums(blk(xr, b, block), blk(gr, b, block), ck, row, exact, like)
+        p1 += a
+        p2 += q
+    bw_out(xr, gr, orow, ck, row, exact, Sums(p1 / row.m, p2), alias, like)
 
 
 @njit(**NB)
 def bw_channel(xr, gr, orow, ck, row, exact, block, alias):
     """Backward of one whole row of channel ``ck``: sums per block in block order,
-    then the output."""
-    nb = nblocks(row.m, block)
-    p1 = 0.0
-    p2 = 0.0
-    for b in range(nb):
-        a, q = bw_sums(blk(xr, b, block), blk(gr, b, block), ck, row, exact)
-        p1 += a
-        p2 += q
-    bw_out(xr, gr, orow, ck, row, exact, Sums(p1 / row.m, p2), alias)
+    then the output; a float32 row takes the float32 ``exp`` when :func:`exp32_ok`."""
+    if exp32_ok(ck.mu, ck.s2, row.m):
+        _bw_channel(xr, gr, orow, ck, row, exact, block, alias, xr[0])
+    else:
+        _bw_channel(xr, gr, orow, ck, row, exact, block, alias, 0.0)
 
 
 @njit(parallel=True, **NB)
@@ -126,7 +146,11 @@ def backward_split(x2, g2, lam, exact, out2, block, alias):
         c = w // nb
         b = w - c * nb
         ck = with_k(Channel(scale[c], mu[c], s2[c], scaled_lam(lam, scale[c])), row)
-        a, q = bw_sums(blk(x2[c], b, block), blk(g2[c], b, block), ck, row, exact)
+        xb, gb = blk(x2[c], b, block), blk(g2[c], b, block)
+        if exp32_ok(ck.mu, ck.s2, m):
+            a, q = bw_sums(xb, gb, ck, row, exact, xb[0])
+        else:
+            a, q = bw_sums(xb, gb, ck, row, exact, 0.0)
         part[c, b, 0] = a
         part[c, b, 1] = q
     p1m = np.empty(nc)
@@ -140,5 +164,9 @@ def backward_split(x2, g2, lam, exact, out2, block, alias):
         c = w // nb
         b = w - c * nb
         ck = with_k(Channel(scale[c], mu[c], s2[c], scaled_lam(lam, scale[c])), row)
-        bw_out(blk(x2[c], b, block), blk(g2[c], b, block), blk(out2[c], b, block), ck, row,
-               exact, Sums(p1m[c], p2[c]), alias)
+        xb, gb, ob = blk(x2[c], b, block), blk(g2[c], b, block), blk(out2[c], b, block)
+        sums = Sums(p1m[c], p2[c])
+        if exp32_ok(ck.mu, ck.s2, m):
+            bw_out(xb, gb, ob, ck, row, exact, sums, alias, xb[0])
+        else:
+            bw_out(xb, gb, ob, ck, row, exact, sums, alias, 0.0)

@@ -16,10 +16,9 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
-from ...constants import LAM_FLOOR
-from .backward import bw_out, bw_sums
+from ...constants import BW_OFFSET_LIM, LAM_FLOOR
+from .backward import bw_channel
 from .base import (
-    BW_OFFSET_LIM,
     ELEM,
     FAST_LIM,
     HALF32,
@@ -28,7 +27,6 @@ from .base import (
     RED,
     Channel,
     FastBw32,
-    Sums,
     fma,
     row_consts,
     split_mu,
@@ -59,8 +57,8 @@ def fast_bw32(mu, s2, lam, row):
     """``(ok, f)``: the :data:`~.base.FastBw32` ``f`` of a float32 channel and whether
     it may run the float32 backward: ``|mu|, sqrt(S2) < FAST_LIM``, ``1/den``
     (``den = 4 (S2/n + lam)``) squared inside float32's normal range, and ``|mu|`` at
-    most :data:`~.base.BW_OFFSET_LIM` standard deviations (a constant channel only
-    at ``mu = 0``)."""
+    most :data:`~simam_ref.constants.BW_OFFSET_LIM` standard deviations (a constant
+    channel only at ``mu = 0``)."""
     den = 4.0 * (s2 / row.n + lam)
     ok = (abs(mu) < FAST_LIM and s2 < FAST_LIM * FAST_LIM and 2.0**-60 < den < 2.0**60
           and mu * mu * row.m <= BW_OFFSET_LIM * BW_OFFSET_LIM * s2)
@@ -169,9 +167,7 @@ def bw_row_f32(x2, g2, out2, c, row, lam, exact, alias, sc):
             if bw_sums_ok(p1, p2, sg, m):
                 _out_fast(xr, gr, orow, f, np.float32(p1 / m), np.float32(p2), alias)
                 return
-    ck = with_k(Channel(1.0, mu, s2, lam), row)
-    p1, p2 = bw_sums(xr, gr, ck, row, exact)
-    bw_out(xr, gr, orow, ck, row, exact, Sums(p1 / m, p2), alias)
+    bw_channel(xr, gr, orow, with_k(Channel(1.0, mu, s2, lam), row), row, exact, m, alias)
 
 
 #: Scratch of one work item of the float32 backward: a block's terms ``ta``, ``tb``.

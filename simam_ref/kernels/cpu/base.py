@@ -41,14 +41,7 @@ HALF32 = np.float32(0.5)
 #: normal float32 far from overflow: ``|mu|, sqrt(S2) < FAST_LIM`` and
 #: ``4 (S2/n + lam)`` (``1/kk**2``) in ``(2**-120, 2**120)``.
 FAST_LIM = 2.0**100
-#: The float32 backward runs channels whose mean is at most this many standard
-#: deviations from 0 (``mu**2 <= BW_OFFSET_LIM**2 S2 / M``); channels further off run
-#: in float64.  Its per-neuron terms carry ``x = mu + u`` and cancel in the gradient,
-#: so their float32 rounding grows with ``|mu| / sigma``: measured against float64
-#: (relative to each channel's largest gradient, ``grad_out`` near constant, 16-56
-#: neurons) at most 0.9e-6 at 10 sigma, 1.7e-6 at 30, 3.4e-6 at 100 and 5.7e-6 at
-#: 1000 (19 neurons).
-BW_OFFSET_LIM = 16.0
+
 
 #: Constants of every row of one call: ``m``, ``n = m - 1``, ``r = m/n``, ``inv_n = 1/n``.
 Row = namedtuple("Row", ["m", "n", "r", "inv_n"])

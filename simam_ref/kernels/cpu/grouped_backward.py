@@ -15,9 +15,9 @@ import numpy as np
 from numba import njit, prange
 
 from ...constants import LAM_FLOOR
-from .backward import bw_out, bw_sums
+from .backward import bw_channel
 from .backward_f32 import bw_sums_ok, fast_bw32
-from .base import ELEM, HALF32, NB, ONE32, Channel, FastBw32, Sums, fma, row_consts, with_k
+from .base import ELEM, HALF32, NB, ONE32, Channel, FastBw32, fma, row_consts, with_k
 from .fastexp import exp_neg_f32
 from .grouped import Z_PAD, padded_len
 from .simd_sums import sum_dot_f32
@@ -215,8 +215,7 @@ def _group(x2, g2, out2, c0, c1, lam, alias, sc, rs, fs, oks):
         if oks[i] == 0:
             c = c0 + i
             ck = with_k(Channel(1.0, rs[0, i], rs[1, i], lam), row)
-            p1, p2 = bw_sums(x2[c], g2[c], ck, row, False)
-            bw_out(x2[c], g2[c], out2[c], ck, row, False, Sums(p1 / m, p2), alias)
+            bw_channel(x2[c], g2[c], out2[c], ck, row, False, m, alias)
 
 
 @njit(parallel=True, **NB)

@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...constants import LAM_FLOOR
-from .backward import bw_elem, bw_val
+from .backward import bw_elem, bw_val, exp32_ok
 from .backward_f32 import bw_fast_f32, bw_sums_ok, fast_bw32
 from .base import (
     ELEM,
@@ -227,10 +227,10 @@ def _fast_tile(xf, gf, of, tl, lam, alias, mu, s2, sc, sp, row_call):
 
 
 @njit(fastmath=ELEM, **NB)
-def _sums64(xf, gf, tl, row, lam, exact, sc):
+def _sums64(xf, gf, tl, row, lam, exact, sc, like):
     """``mean(q alpha)``, ``sum(q beta)`` (rows 4, 5 of ``sc``) of every channel of
-    tile ``tl`` from :func:`~.backward.bw_elem`, in neuron order; ``mu``, ``S2``, ``k``
-    in rows 0, 2, 3."""
+    tile ``tl`` from :func:`~.backward.bw_elem` (``exp`` at ``like``'s precision), in
+    neuron order; ``mu``, ``S2``, ``k`` in rows 0, 2, 3."""
     t = tl.t
     mu, s2, k, p1, p2 = sc[0, :t], sc[2, :t], sc[3, :t], sc[4, :t], sc[5, :t]
     for i in range(tl.m):
@@ -238,7 +238,7 @@ def _sums64(xf, gf, tl, row, lam, exact, sc):
         for c in range(t):
             uc = u + np.uint64(c)
             _, qa, qb, _ = bw_elem(xf[uc], gf[uc], ChannelK(1.0, mu[c], s2[c], lam, k[c]), row,
-                                   exact)
+                                   exact, like)
             p1[c] += qa
             p2[c] += qb
     for c in range(t):
@@ -246,21 +246,17 @@ def _sums64(xf, gf, tl, row, lam, exact, sc):
 
 
 @njit(**NB)
-def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp, row_call, column_min):
-    """Backward of the channels of tile ``tl`` (float32, channels-last, flat arrays
-    as in :mod:`.nlc`): :func:`_fast_tile` where it applies, else float64 element
-    math; scratch ``sc`` float64 ``(6, >= t)``, ``sp`` float32 ``(10, >= t)``."""
+def _tile64(xf, gf, of, tl, lam, exact, alias, sc, like):
+    """Float64 element math of tile ``tl`` (``exp`` at ``like``'s precision): every
+    channel's sums, then every output (reads only ``x`` and ``g`` before writing)."""
     t = tl.t
     row = row_consts(tl.m)
-    mu, s2 = nlc_stats(xf, tl, sc, column_min)
-    if not exact and _fast_tile(xf, gf, of, tl, lam, alias, mu, s2, sc, sp, row_call):
-        return
-    k, p1, p2 = sc[3, :t], sc[4, :t], sc[5, :t]
+    mu, s2, k, p1, p2 = sc[0, :t], sc[2, :t], sc[3, :t], sc[4, :t], sc[5, :t]
     for c in range(t):
         k[c] = paper_k(Channel(1.0, mu[c], s2[c], lam), row)
         p1[c] = 0.0
         p2[c] = 0.0
-    _sums64(xf, gf, tl, row, lam, exact, sc)
+    _sums64(xf, gf, tl, row, lam, exact, sc, like)
     wx = writable_alias(xf, of)
     wg = writable_alias(gf, of)
     # three alias twin loops (as in backward.bw_out); float32 counterpart: the end
@@ -271,17 +267,36 @@ def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp, row_call, column_min):
             for c in range(t):
                 uc = u + np.uint64(c)
                 wx[uc] = bw_val(wx[uc], gf[uc], ChannelK(1.0, mu[c], s2[c], lam, k[c]), row,
-                                exact, Sums(p1[c], p2[c]))
+                                exact, Sums(p1[c], p2[c]), like)
         elif alias == 2:
             for c in range(t):
                 uc = u + np.uint64(c)
                 wg[uc] = bw_val(xf[uc], wg[uc], ChannelK(1.0, mu[c], s2[c], lam, k[c]), row,
-                                exact, Sums(p1[c], p2[c]))
+                                exact, Sums(p1[c], p2[c]), like)
         else:
             for c in range(t):
                 uc = u + np.uint64(c)
                 of[uc] = bw_val(xf[uc], gf[uc], ChannelK(1.0, mu[c], s2[c], lam, k[c]), row,
-                                exact, Sums(p1[c], p2[c]))
+                                exact, Sums(p1[c], p2[c]), like)
+
+
+@njit(**NB)
+def _tile(xf, gf, of, tl, lam, exact, alias, sc, sp, row_call, column_min):
+    """Backward of the channels of tile ``tl`` (float32, channels-last, flat arrays
+    as in :mod:`.nlc`): :func:`_fast_tile` where it applies, else :func:`_tile64`,
+    with the float32 ``exp`` when every channel of the tile passes
+    :func:`~.backward.exp32_ok`; scratch ``sc`` float64 ``(6, >= t)``, ``sp`` float32
+    ``(10, >= t)``."""
+    mu, s2 = nlc_stats(xf, tl, sc, column_min)
+    if not exact and _fast_tile(xf, gf, of, tl, lam, alias, mu, s2, sc, sp, row_call):
+        return
+    near = True
+    for c in range(tl.t):
+        near = near and exp32_ok(mu[c], s2[c], tl.m)
+    if near:
+        _tile64(xf, gf, of, tl, lam, exact, alias, sc, np.float32(0.0))
+    else:
+        _tile64(xf, gf, of, tl, lam, exact, alias, sc, 0.0)
 
 
 @njit(parallel=True, **NB)

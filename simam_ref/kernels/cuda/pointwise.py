@@ -146,15 +146,20 @@ def backward_terms(exact: bool, lowp: bool) -> tuple[Any, Any]:
     paper_ab, exact_ab, combine = (nf["paper_alpha_beta"], nf["exact_alpha_beta"],
                                    nf["input_gradient"])
     inv32 = float32_reciprocal()
+    lim2 = float(constants.BW_OFFSET_LIM) ** 2
 
     @cuda.jit(device=True)
     def terms(v, cc):
-        """``(xs, u, g, t, ib)``: scaled value, deviation, sigmoid(E), exp(-E), 1/B."""
+        """``(xs, u, g, t, ib)``: scaled value, deviation, sigmoid(E), exp(-E), 1/B.
+        float32 ``exp`` and sigmoid (``lowp``) only for channels within
+        ``constants.BW_OFFSET_LIM`` standard deviations of 0 (``mu**2 M <= lim**2
+        s2``, ``M = r / inv_n``), as the CPU kernels: further off, their rounding
+        dominates gradients that cancel."""
         xs = v * cc.s
         u = xs - cc.mu
         d = u * u
         ib = f64(0.0)
-        if lowp:  # float32 twin of the float64 branch below
+        if lowp and cc.mu * cc.mu * cc.r <= lim2 * cc.s2 * cc.inv_n:  # float32 twin
             if exact:
                 vt = cc.s2 - cc.r * d
                 if vt < 0.0:
