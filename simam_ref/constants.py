@@ -54,13 +54,15 @@ SPLIT_MIN_M = 32768
 SPLIT_MAX_CHANNELS = 16
 #: float32 rows shorter than this run the backward in float64 (CPU: a float64 copy
 #: of the rows, both methods, both layouts; CUDA: the float64 element math, float16
-#: input too).  On short rows the gradient is a small
-#: difference of large terms (at ``M = 2`` they cancel exactly when ``lam`` is small:
-#: ``E`` does not depend on ``x``), and float32 terms lost up to 0.23 of a row's
-#: largest gradient at ``M = 2``, 3.5e-5 at ``M = 4``, 2e-6 at ``M = 8``, 8.7e-7 at
-#: ``M = 16`` (float64 terms with a float32 ``exp``: 2.7e-5 at ``M = 2``, 5.7e-6 at
-#: ``M = 4``); measured over offsets up to 1e5 and spreads 1e-3 to 10.
-F32_BW_MIN_M = 16
+#: input too); 2, the shortest row, turns it off.  It was 16: float32 terms lost up
+#: to 0.23 of a row's largest gradient at ``M = 2``, 3.5e-5 at ``M = 4``, 2e-6 at
+#: ``M = 8`` (float64 terms with a float32 ``exp``: 2.7e-5 at ``M = 2``), but on rows
+#: far off 0 (offsets up to 1e5), which :data:`BW_OFFSET_LIM` now sends to float64
+#: at any length.  Within it, rows of 2-15 neurons are within 5.6e-7 on the CPU
+#: (normal and two-valued rows, ``lam`` 1e-8 to 10, spreads 1e-3 to 1e3, ``grad_out``
+#: of one sign, on the bulk alone, or the Jacobian's smallest singular vector), and
+#: the float32 backward of 32x2048x3x3 takes 0.14x the float64 copy's time.
+F32_BW_MIN_M = 2
 #: float32 rows of at most this many neurons run the paper forward in groups of
 #: whole rows: one vector loop over the group instead of one per row, so a
 #: 49-neuron row has no scalar tail.

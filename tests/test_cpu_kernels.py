@@ -851,16 +851,16 @@ def test_statistics_with_grad_sum_match_float64_sums(m):
             assert backward_f32.bw_sums_ok(0.0, 0.0, float(sg), m)
 
 
-@pytest.mark.parametrize("m", [49, 64, 1100])
+@pytest.mark.parametrize("m", [5, 49, 64, 1100])
 @pytest.mark.parametrize("out", ["new", "x", "g"])
 def test_grouped_backward_falls_back_on_the_rows_its_range_checks_reject(m, out):
     """One group of the grouped backward: exactly the rows whose statistics or
     ``mean |go|`` (summed in float32 with the statistics) are out of the float32
     range run the float64 row code (``oks[i] == 0`` after the group), and every row
-    matches the float64 reference, whether each row's output follows its sums (49,
-    64: padded and not) or every row's sums come first (1100), written over ``x``,
-    ``g`` or a new array (a padded row must not write into a row the float64 code
-    still has to read)."""
+    matches the float64 reference, whether each row's output follows its sums (5:
+    not padded, 49, 64: padded and not) or every row's sums come first (1100),
+    written over ``x``, ``g`` or a new array (a padded row must not write into a row
+    the float64 code still has to read)."""
     assert 64 < cpu.grouped_backward.ROW_OUT_MAX_M < 1100
     n = 12
     x = sample((n, m), np.float32, seed=49)
@@ -998,13 +998,16 @@ def close_offset_rows(nc: int, m: int, seed: int) -> tuple[np.ndarray, np.ndarra
     return x, rng.normal(0.3, 1.0, (nc, m)).astype(np.float32)
 
 
+@pytest.mark.parametrize("min_m", [2, 16])
 @pytest.mark.parametrize("method", ["paper", "exact"])
 @pytest.mark.parametrize("m", [2, 4, 8, 15, 16])
-def test_short_rows_backward_is_accurate_in_both_layouts(m, method):
-    """float32 rows shorter than ``F32_BW_MIN_M`` run the backward in float64; every
-    row is within 2e-6 of the float64 reference relative to its largest gradient,
-    channels-first and channels-last, and within 1e-7 below the threshold; writing
-    over ``x`` or ``g`` gives the same bits."""
+def test_short_rows_backward_is_accurate_in_both_layouts(m, method, min_m, monkeypatch):
+    """float32 rows shorter than ``F32_BW_MIN_M`` (2 by default, 16 until the offset
+    check took over) run the backward in float64; every row is within 2e-6 of the
+    float64 reference relative to its largest gradient, channels-first and
+    channels-last, and within 1e-7 below the threshold; writing over ``x`` or ``g``
+    gives the same bits."""
+    monkeypatch.setattr(constants, "F32_BW_MIN_M", min_m)
     x, g = close_offset_rows(2000, m, seed=m)
     exact = method == "exact"
     ref = np.empty(x.shape)
@@ -1025,6 +1028,36 @@ def test_short_rows_backward_is_accurate_in_both_layouts(m, method):
         lanes = [to_nlc(x), to_nlc(g)]
         cpu.backward_nlc(*lanes, LAM, exact, lanes[which])
         np.testing.assert_array_equal(lanes[which], nlc)
+
+
+@pytest.mark.parametrize("method", ["paper", "exact"])
+@pytest.mark.parametrize("m", [2, 3, 5, 9, 15])
+def test_short_rows_near_zero_take_float32_and_are_accurate(m, method):
+    """Rows of 2-15 neurons within ``BW_OFFSET_LIM`` standard deviations of 0 run the
+    float32 backward (``F32_BW_MIN_M`` is 2): normal and two-valued rows, ``lam`` from
+    1e-8 to 10, ``grad_out`` of both signs or of one, channels-first and
+    channels-last, within 2e-6 of the float64 reference."""
+    assert constants.F32_BW_MIN_M <= 2
+    rng = np.random.default_rng(m)
+    nc, exact = 240, method == "exact"
+    u = rng.standard_normal((nc, m))
+    u[nc // 2:] = np.where(u[nc // 2:] > 0.5, 1.0, -1.0) + 1e-3 * u[nc // 2:]
+    u[:, 0] = 1.0  # no constant row
+    u = (u - u.mean(axis=1, keepdims=True)) / u.std(axis=1, keepdims=True)
+    x = (np.repeat([0.0, 3.0, 4.9], nc // 3)[:, None] + u).astype(np.float32)
+    g = np.concatenate([rng.standard_normal((nc // 2, m)), 1 + 0.01 * rng.standard_normal(
+        (nc // 2, m))])[rng.permutation(nc)].astype(np.float32)
+    to_nlc = lambda a: np.ascontiguousarray(a.reshape(4, nc // 4, m).transpose(0, 2, 1))  # noqa: E731
+    for lam in (1e-8, 1e-4, 10.0):
+        ref = np.empty(x.shape)
+        reference.backward_2d(x.astype(np.float64), g.astype(np.float64), lam, exact, ref)
+        scale = np.max(np.abs(ref), axis=1, keepdims=True)
+        out = np.empty_like(x)
+        cpu.backward_2d(x, g, lam, exact, out)
+        lanes = np.empty((4, m, nc // 4), np.float32)
+        cpu.backward_nlc(to_nlc(x), to_nlc(g), lam, exact, lanes)
+        for got in (out, lanes.transpose(0, 2, 1).reshape(nc, m)):
+            assert np.max(np.abs(got - ref) / scale) < 2e-6
 
 
 def test_short_offset_rows_fail_the_float32_offset_check(monkeypatch):

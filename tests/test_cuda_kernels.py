@@ -821,16 +821,15 @@ _SHORT_G = [[0.3046349883079529, 0.6174443364143372, 0.5028448104858398],
             [-0.6848824620246887, 0.5147367715835571, -0.6502749919891357]]
 
 
-@pytest.mark.parametrize("min_m", [None, 2])
-def test_short_rows_backward_runs_in_float64(monkeypatch, min_m):
-    """float32 rows shorter than ``constants.F32_BW_MIN_M`` take the backward in
-    float64: the gradient of a short row is a small difference of large terms, which
-    float32 ``exp`` cannot resolve (these rows were off by 2.6e-6 to 4.5e-6 with the
-    threshold at 2).  They lie a thousand standard deviations off 0, so with the
-    threshold lowered to 2 the offset check (``constants.BW_OFFSET_LIM``) still sends
-    them to float64."""
-    if min_m is not None:
-        monkeypatch.setattr(constants, "F32_BW_MIN_M", min_m)
+@pytest.mark.parametrize("min_m", [2, 16])
+def test_short_far_off_rows_backward_runs_in_float64(monkeypatch, min_m):
+    """float32 rows shorter than ``constants.F32_BW_MIN_M`` (16 here, the default 2
+    turns it off) take the backward in float64; these rows, whose gradient float32
+    ``exp`` could not resolve (off by 2.6e-6 to 4.5e-6 of each row's largest gradient
+    with the threshold at 2 and no offset check), lie a thousand standard deviations
+    off 0, so the offset check (``constants.BW_OFFSET_LIM``) sends them to float64
+    at any threshold."""
+    monkeypatch.setattr(constants, "F32_BW_MIN_M", min_m)
     x = np.array(_SHORT_X, np.float32).reshape(1, 3, 1, 3)
     g = np.array(_SHORT_G, np.float32).reshape(1, 3, 1, 3)
     grad = simam_backward(x, g, 1e-4, backend="cuda")
