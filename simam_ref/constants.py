@@ -54,7 +54,8 @@ SPLIT_MIN_M = 32768
 SPLIT_MAX_CHANNELS = 16
 #: float32 rows shorter than this run the backward in float64 (CPU: a float64 copy
 #: of the rows, both methods, both layouts; CUDA: the float64 element math, float16
-#: input too); 2, the shortest row, turns it off.  It was 16: float32 terms lost up
+#: input too) with the paper method (the exact method: :data:`F32_BW_EXACT_MIN_M`);
+#: 2, the shortest row, turns it off.  It was 16: float32 terms lost up
 #: to 0.23 of a row's largest gradient at ``M = 2``, 3.5e-5 at ``M = 4``, 2e-6 at
 #: ``M = 8`` (float64 terms with a float32 ``exp``: 2.7e-5 at ``M = 2``), but on rows
 #: far off 0 (offsets up to 1e5), which :data:`BW_OFFSET_LIM` now sends to float64
@@ -63,6 +64,12 @@ SPLIT_MAX_CHANNELS = 16
 #: of one sign, on the bulk alone, or the Jacobian's smallest singular vector), and
 #: the float32 backward of 32x2048x3x3 takes 0.14x the float64 copy's time.
 F32_BW_MIN_M = 2
+#: :data:`F32_BW_MIN_M` of the exact method, whose leave-one-out terms cancel nearer
+#: 0 on short rows: float64 element math with the float32 ``exp`` was off by up to
+#: 6.2e-4 of a row's largest gradient at 8 neurons, 1.4e-5 at 9, 8.5e-6 at 10 and
+#: 2.0e-6 at 12 (two-valued rows 4.5-5 standard deviations off 0, ``grad_out`` on
+#: the bulk alone), and within 1.2e-6 from 14 neurons up.
+F32_BW_EXACT_MIN_M = 16
 #: float32 rows of at most this many neurons run the paper forward in groups of
 #: whole rows: one vector loop over the group instead of one per row, so a
 #: 49-neuron row has no scalar tail.

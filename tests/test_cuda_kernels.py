@@ -840,7 +840,7 @@ def test_short_far_off_rows_backward_runs_in_float64(monkeypatch, min_m):
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize(("m", "outliers", "offset"), [(32, 19, 6.93), (16, 10, 6.93),
-                                                       (32, 19, 4.9)])
+                                                       (32, 19, 4.9), (8, 6, 4.5)])
 def test_backward_of_rows_whose_terms_cancel_is_accurate(m, outliers, offset, method):
     """Rows whose bulk sits where ``go g`` and ``q alpha`` cancel (:func:`conftest.
     cancelling_rows`): the float32 ``exp`` and sigmoid left up to 5e-5 of a row's

@@ -142,7 +142,7 @@ def backward_2d(
     alias = _alias(out2, x2, g2)
     lam, exact = float(lam), bool(exact)
     nc, m = x2.shape
-    if x2.dtype == np.float32 and m < constants.F32_BW_MIN_M:
+    if x2.dtype == np.float32 and m < short_rows_min(exact):
         out2[...] = _backward_short_f64(x2, g2, lam, exact)
     elif use_split(nc, m):
         backward.backward_split(x2, g2, lam, exact, out2, int(constants.BLOCK), alias)
@@ -156,8 +156,14 @@ def backward_2d(
         backward.backward_channels(x2, g2, lam, exact, out2, int(constants.BLOCK), alias)
 
 
+def short_rows_min(exact: bool) -> int:
+    """Shortest float32 row whose backward runs the float32 code:
+    ``constants.F32_BW_EXACT_MIN_M`` for the exact method, else ``F32_BW_MIN_M``."""
+    return int(constants.F32_BW_EXACT_MIN_M if exact else constants.F32_BW_MIN_M)
+
+
 def _backward_short_f64(x2: np.ndarray, g2: np.ndarray, lam: float, exact: bool) -> np.ndarray:
-    """float64 backward of float32 rows shorter than ``constants.F32_BW_MIN_M``
+    """float64 backward of float32 rows shorter than :func:`short_rows_min`
     (``(channels, M)``; returns float64): on short rows the gradient is a small
     difference of large terms, which float32 ``exp`` and terms cannot resolve."""
     x64, g64 = x2.astype(np.float64), g2.astype(np.float64)
@@ -185,7 +191,7 @@ def backward_nlc(
     """Vector-Jacobian product of :func:`forward_nlc` (layout as there); ``out3`` may be
     ``x3`` or ``g3`` itself."""
     _check(x3, g3, out3, layout="(batch, M, channels)")
-    if x3.shape[1] < constants.F32_BW_MIN_M:  # as backward_2d: float64, rows of M
+    if x3.shape[1] < short_rows_min(exact):  # as backward_2d: float64, rows of M
         rows = [np.ascontiguousarray(a.transpose(0, 2, 1)).reshape(-1, a.shape[1])
                 for a in (x3, g3)]
         out3[...] = _backward_short_f64(*rows, float(lam), bool(exact)).reshape(

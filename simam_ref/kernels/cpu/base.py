@@ -42,7 +42,6 @@ HALF32 = np.float32(0.5)
 #: ``4 (S2/n + lam)`` (``1/kk**2``) in ``(2**-120, 2**120)``.
 FAST_LIM = 2.0**100
 
-
 #: Constants of every row of one call: ``m``, ``n = m - 1``, ``r = m/n``, ``inv_n = 1/n``.
 Row = namedtuple("Row", ["m", "n", "r", "inv_n"])
 #: Statistics of one channel: scale ``s``, ``mu``, ``s2`` and the scaled, floored ``lam``.

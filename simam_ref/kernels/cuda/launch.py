@@ -1,9 +1,9 @@
 """Launch configuration: group size, register-kernel choice, blocks, and the launch.
 
 Every launch reads ``constants.THREADS_PER_BLOCK``, ``GROUP_MIN``,
-``ELEMENTS_PER_THREAD``, ``REGISTER_ELEMENTS``, ``MAX_BLOCKS`` and ``F32_BW_MIN_M``
-afresh (tests lower them for simulator speed or coverage); ``constants.WARP_SHUFFLE``
-picks the reduction of kernels built from then on.
+``ELEMENTS_PER_THREAD``, ``REGISTER_ELEMENTS``, ``MAX_BLOCKS``, ``F32_BW_MIN_M`` and
+``F32_BW_EXACT_MIN_M`` afresh (tests lower them for simulator speed or coverage);
+``constants.WARP_SHUFFLE`` picks the reduction of kernels built from then on.
 """
 
 from __future__ import annotations
@@ -71,9 +71,10 @@ def run(kind: Kind, views: tuple[Any, ...], split: tuple[int, int, int, int], la
     blocks, tpb, group = launch_config(channels, m)
     shuffle = runtime.use_shuffle()
     # float16/float32 in float32 element math, except the backward of rows shorter
-    # than F32_BW_MIN_M (float64 math: see constants.F32_BW_MIN_M)
-    lowp = np.dtype(views[0].dtype) != np.float64 and (
-        kind == "forward" or m >= constants.F32_BW_MIN_M)
+    # than F32_BW_MIN_M (F32_BW_EXACT_MIN_M for the exact method): float64 math, see
+    # constants.F32_BW_MIN_M
+    short = constants.F32_BW_EXACT_MIN_M if exact else constants.F32_BW_MIN_M
+    lowp = np.dtype(views[0].dtype) != np.float64 and (kind == "forward" or m >= short)
     kern = kernels.kernel(kind, exact, lowp, shuffle, flat=npp == 1, full_warps=tpb >= WARP,
                           regs=register_elements(m, group))
     gshift = group.bit_length() - 1
