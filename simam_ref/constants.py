@@ -8,7 +8,9 @@ on the next call; none of them changes a result's value except through the
 summation order, which depends on the shape and these constants alone (never on
 the thread count).  The numeric limits are compiled into the kernels (CPU kernels
 when first compiled, CUDA kernels when a variant is first built): they are fixed
-for the process.
+for the process, and Numba's on-disk cache keeps a CPU kernel's value until the
+kernel's own file changes, so after editing a limit here clear that cache (the
+``__pycache__`` folders of ``simam_ref/kernels/cpu``, or ``NUMBA_CACHE_DIR``).
 
 The tunables used to live on the kernel modules (``kernels.cpu.BLOCK``,
 ``kernels.cuda.THREADS_PER_BLOCK``, ...); those names still read the values here,
@@ -53,8 +55,8 @@ SPLIT_MIN_M = 32768
 #: count, so the path, hence the bits, depend on the shape alone).
 SPLIT_MAX_CHANNELS = 16
 #: float32 rows shorter than this run the backward in float64 (CPU: a float64 copy
-#: of the rows, both methods, both layouts; CUDA: the float64 element math, float16
-#: input too) with the paper method (the exact method: :data:`F32_BW_EXACT_MIN_M`);
+#: of the rows, both layouts; CUDA: the float64 element math, float16 input too)
+#: with the paper method (the exact method: :data:`F32_BW_EXACT_MIN_M`);
 #: 2, the shortest row, turns it off.  It was 16: float32 terms lost up
 #: to 0.23 of a row's largest gradient at ``M = 2``, 3.5e-5 at ``M = 4``, 2e-6 at
 #: ``M = 8`` (float64 terms with a float32 ``exp``: 2.7e-5 at ``M = 2``), but on rows

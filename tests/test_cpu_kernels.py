@@ -955,21 +955,27 @@ def test_backward_of_offset_rows_with_near_constant_grad_is_accurate(m, path, mo
     assert np.max(np.abs(out.astype(np.float64) - ref) / scale) < 2e-6
 
 
-@pytest.mark.parametrize("path", ["grouped", "channel", "split", "channels-last"])
-@pytest.mark.parametrize("method", ["paper", "exact"])
-@pytest.mark.parametrize(("m", "outliers", "offset"),
-                         [(32, 19, 6.93), (20, 12, 7.0), (16, 10, 6.93), (32, 19, 4.9),
-                          (8, 6, 4.5)])
-def test_backward_of_rows_whose_terms_cancel_is_accurate(m, outliers, offset, method, path,
+_CANCEL_CASES = [
+    *[("paper", path, *rows) for path in ("grouped", "channel", "split", "channels-last")
+      for rows in ((32, 19, 6.93), (20, 12, 7.0), (16, 10, 6.93), (32, 19, 4.9))],
+    *[("exact", path, 8, 6, 4.5) for path in ("channel", "channels-last")],
+]
+
+
+@pytest.mark.parametrize(("method", "path", "m", "outliers", "offset"), _CANCEL_CASES)
+def test_backward_of_rows_whose_terms_cancel_is_accurate(method, path, m, outliers, offset,
                                                          monkeypatch):
     """Rows whose bulk sits where ``go g`` and ``q alpha`` cancel (:func:`conftest.
-    cancelling_rows`, 7 standard deviations off 0): float32 terms, and float64 terms
-    with the float32 ``exp``, were off by up to 8.2e-5 of a row's largest gradient;
-    such channels now run the float64 element math with the float64 ``exp``
-    (``constants.BW_OFFSET_LIM``, ``backward.exp32_ok``) on every path, and within the
-    limit (4.9) the float32 code stays within 2e-6.  The exact method's terms cancel
-    nearer 0 on short rows (8 neurons, 4.5 sigma: 6.2e-4 with the float32 ``exp``),
-    which keep float64 (``constants.F32_BW_EXACT_MIN_M``)."""
+    cancelling_rows`).  Paper method, 7 standard deviations off 0: float32 terms, and
+    float64 terms with the float32 ``exp``, were off by up to 8.2e-5 of a row's
+    largest gradient; such channels now run the float64 element math with the
+    float64 ``exp`` (``constants.BW_OFFSET_LIM``, ``backward.exp32_ok``) on every path
+    (the 6.93-7 sigma cases fail with the limit at 16, or with the float32 ``exp``
+    kept), and within the limit (4.9) the float32 code stays within 2e-6.  Exact
+    method: its leave-one-out terms cancel nearer 0 on short rows (8 neurons, 4.5
+    sigma: 5.4e-6 here with the float32 ``exp``, 6.2e-4 at worst), which keep the
+    float64 copy in both layouts (``constants.F32_BW_EXACT_MIN_M``; these cases
+    fail with it at 2)."""
     if path == "channel":
         monkeypatch.setattr(constants, "FLAT_BW_MAX_M", 0)
     if path == "split":
@@ -1021,7 +1027,7 @@ def test_short_rows_backward_is_accurate_in_both_layouts(m, method, min_m, monke
     nlc = np.empty((4, m, 500), np.float32)  # the same rows as (batch, M, channels)
     to_nlc = lambda a: np.ascontiguousarray(a.reshape(4, 500, m).transpose(0, 2, 1))  # noqa: E731
     cpu.backward_nlc(to_nlc(x), to_nlc(g), LAM, exact, nlc)
-    bound = 1e-7 if m < constants.F32_BW_MIN_M else 2e-6
+    bound = 1e-7 if m < cpu.short_rows_min(exact) else 2e-6
     for got in (out, nlc.transpose(0, 2, 1).reshape(2000, m)):
         assert np.all(np.abs(got - ref) <= bound * scale)
     for which in (0, 1):  # out= the input x or g itself: the same bits as a fresh output
@@ -1041,7 +1047,7 @@ def test_short_rows_near_zero_take_float32_and_are_accurate(m, method):
     ``F32_BW_EXACT_MIN_M``): normal and two-valued rows, ``lam`` from 1e-8 to 10,
     ``grad_out`` of both signs or of one, channels-first and channels-last, within
     2e-6 of the float64 reference."""
-    assert constants.F32_BW_MIN_M <= 2
+    assert cpu.short_rows_min(False) <= 2 and cpu.short_rows_min(True) == 16
     rng = np.random.default_rng(m)
     nc, exact = 240, method == "exact"
     u = rng.standard_normal((nc, m))
@@ -1052,7 +1058,11 @@ def test_short_rows_near_zero_take_float32_and_are_accurate(m, method):
     g = np.concatenate([rng.standard_normal((nc // 2, m)), 1 + 0.01 * rng.standard_normal(
         (nc // 2, m))])[rng.permutation(nc)].astype(np.float32)
     to_nlc = lambda a: np.ascontiguousarray(a.reshape(4, nc // 4, m).transpose(0, 2, 1))  # noqa: E731
-    for lam in (1e-8, 1e-4, 10.0):
+    x64 = x.astype(np.float64)
+    mu, s2 = x64.mean(axis=1), ((x64 - x64.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+    row = cpu.base.row_consts(m)
+    for lam in (1e-8, 1e-4, 10.0):  # every row passes the float32 backward's checks
+        assert all(cpu.backward_f32.fast_bw32(a, b, lam, row)[0] for a, b in zip(mu, s2))
         ref = np.empty(x.shape)
         reference.backward_2d(x.astype(np.float64), g.astype(np.float64), lam, exact, ref)
         scale = np.max(np.abs(ref), axis=1, keepdims=True)

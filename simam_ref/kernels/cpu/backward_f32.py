@@ -4,7 +4,8 @@
 With ``z = u kk`` (``kk = sqrt(k)``, as the forward's fast loop), ``E = z**2 + 1/2``,
 ``q alpha = q z (2 kk)``, ``q beta = q z**2 (8 kk**2 / n)``: every per-neuron value
 in float32 SIMD (8 lanes on AVX2 instead of 4 in float64), the two channel sums
-accumulated in float64.  Channels near float32's range limits, sums that fail
+accumulated in float64.  Channels near float32's range limits or more than
+``constants.BW_OFFSET_LIM`` standard deviations off 0, sums that fail
 :func:`bw_sums_ok`, and the exact method fall back to :mod:`.backward`.
 """
 
