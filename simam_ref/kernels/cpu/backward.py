@@ -92,11 +92,12 @@ def bw_out(xb, gb, ob, ck, row, exact, sums, alias, like):
 
 @njit(**NB)
 def exp32_ok(mu, s2, m):
-    """Whether a float32 channel's float64 element math may take the float32 ``exp``:
-    ``|mu|`` at most ``constants.BW_OFFSET_LIM`` standard deviations (``mu**2 m <=
-    lim**2 S2``).  Further off, the gradient can be a small difference of terms that
-    carry ``exp``'s relative error (1e-7 in float32): 8.2e-5 of a 32-neuron row's
-    largest gradient at 7 standard deviations, 2.3e-13 with the float64 ``exp``."""
+    """Whether a float32 channel may take the float32 ``exp``, in its float64 element
+    math and in the float32 backward (:func:`.backward_f32.fast_bw32`): ``|mu|`` at
+    most ``constants.BW_OFFSET_LIM`` standard deviations (``mu**2 m <= lim**2 S2``).
+    Further off, the gradient can be a small difference of terms that carry
+    ``exp``'s relative error (1e-7 in float32): 8.2e-5 of a 32-neuron row's largest
+    gradient at 7 standard deviations, 2.3e-13 with the float64 ``exp``."""
     return mu * mu * m <= BW_OFFSET_LIM * BW_OFFSET_LIM * s2
 
 

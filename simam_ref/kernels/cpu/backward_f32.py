@@ -17,8 +17,8 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
-from ...constants import BW_OFFSET_LIM, LAM_FLOOR
-from .backward import bw_channel
+from ...constants import LAM_FLOOR
+from .backward import bw_channel, exp32_ok
 from .base import (
     ELEM,
     FAST_LIM,
@@ -58,11 +58,11 @@ def fast_bw32(mu, s2, lam, row):
     """``(ok, f)``: the :data:`~.base.FastBw32` ``f`` of a float32 channel and whether
     it may run the float32 backward: ``|mu|, sqrt(S2) < FAST_LIM``, ``1/den``
     (``den = 4 (S2/n + lam)``) squared inside float32's normal range, and ``|mu|`` at
-    most :data:`~simam_ref.constants.BW_OFFSET_LIM` standard deviations (a constant
-    channel only at ``mu = 0``)."""
+    most :data:`~simam_ref.constants.BW_OFFSET_LIM` standard deviations
+    (:func:`~.backward.exp32_ok`; a constant channel only at ``mu = 0``)."""
     den = 4.0 * (s2 / row.n + lam)
     ok = (abs(mu) < FAST_LIM and s2 < FAST_LIM * FAST_LIM and 2.0**-60 < den < 2.0**60
-          and mu * mu * row.m <= BW_OFFSET_LIM * BW_OFFSET_LIM * s2)
+          and exp32_ok(mu, s2, row.m))
     mu_hi, mu_lo = split_mu(mu)
     kk = 1.0 / math.sqrt(den)
     return ok, FastBw32(mu_hi, mu_lo, np.float32(kk), np.float32(2.0 * kk),
