@@ -732,6 +732,18 @@ def reference_rows(x: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
+def rows_to_nlc(a: np.ndarray, batch: int = 4) -> np.ndarray:
+    """``(channels, M)`` rows as C-contiguous channels-last ``(batch, M, channels //
+    batch)`` data (row ``b * (channels // batch) + c`` is channel ``c`` of item ``b``)."""
+    nc, m = a.shape
+    return np.ascontiguousarray(a.reshape(batch, nc // batch, m).transpose(0, 2, 1))
+
+
+def nlc_to_rows(a: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`rows_to_nlc`: ``(batch, M, C)`` as ``(batch C, M)`` rows."""
+    return a.transpose(0, 2, 1).reshape(-1, a.shape[1])
+
+
 def assert_backward_rows_ok(x: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
     """``out = cpu.backward_2d(x, g)`` is within 2e-6 of the float64 reference relative
     to each row's largest gradient (the VJP cancels within a row), and the kernel
@@ -944,10 +956,9 @@ def test_backward_of_offset_rows_with_near_constant_grad_is_accurate(m, path, mo
     g = (1.0 + 0.01 * rng.standard_normal((nc, m))).astype(np.float32)
     ref = reference_rows(x, g)
     if path == "channels-last":
-        xl = np.ascontiguousarray(x.reshape(4, nc // 4, m).transpose(0, 2, 1))
-        gl = np.ascontiguousarray(g.reshape(4, nc // 4, m).transpose(0, 2, 1))
-        out = simam_backward(xl[:, :, None, :], gl[:, :, None, :], LAM, axes=(1, 2),
-                             backend="cpu")[:, :, 0, :].transpose(0, 2, 1).reshape(nc, m)
+        xl, gl = rows_to_nlc(x), rows_to_nlc(g)
+        out = nlc_to_rows(simam_backward(xl[:, :, None, :], gl[:, :, None, :], LAM,
+                                         axes=(1, 2), backend="cpu")[:, :, 0, :])
     else:
         out = np.empty_like(x)
         cpu.backward_2d(x, g, LAM, False, out)
@@ -987,10 +998,9 @@ def test_backward_of_rows_whose_terms_cancel_is_accurate(method, path, m, outlie
     ref = np.empty(x.shape)
     reference.backward_2d(x.astype(np.float64), g.astype(np.float64), LAM, exact, ref)
     if path == "channels-last":
-        to_nlc = lambda a: np.ascontiguousarray(a.reshape(4, nc // 4, m).transpose(0, 2, 1))  # noqa: E731
         lanes = np.empty((4, m, nc // 4), np.float32)
-        cpu.backward_nlc(to_nlc(x), to_nlc(g), LAM, exact, lanes)
-        out = lanes.transpose(0, 2, 1).reshape(nc, m)
+        cpu.backward_nlc(rows_to_nlc(x), rows_to_nlc(g), LAM, exact, lanes)
+        out = nlc_to_rows(lanes)
     else:
         assert cpu.use_split(nc, m) == (path == "split")
         out = np.empty_like(x)
@@ -1025,16 +1035,15 @@ def test_short_rows_backward_is_accurate_in_both_layouts(m, method, min_m, monke
     out = np.empty_like(x)
     cpu.backward_2d(x, g, LAM, exact, out)
     nlc = np.empty((4, m, 500), np.float32)  # the same rows as (batch, M, channels)
-    to_nlc = lambda a: np.ascontiguousarray(a.reshape(4, 500, m).transpose(0, 2, 1))  # noqa: E731
-    cpu.backward_nlc(to_nlc(x), to_nlc(g), LAM, exact, nlc)
+    cpu.backward_nlc(rows_to_nlc(x), rows_to_nlc(g), LAM, exact, nlc)
     bound = 1e-7 if m < cpu.short_rows_min(exact) else 2e-6
-    for got in (out, nlc.transpose(0, 2, 1).reshape(2000, m)):
+    for got in (out, nlc_to_rows(nlc)):
         assert np.all(np.abs(got - ref) <= bound * scale)
     for which in (0, 1):  # out= the input x or g itself: the same bits as a fresh output
         rows = [x.copy(), g.copy()]
         cpu.backward_2d(*rows, LAM, exact, rows[which])
         np.testing.assert_array_equal(rows[which], out)
-        lanes = [to_nlc(x), to_nlc(g)]
+        lanes = [rows_to_nlc(x), rows_to_nlc(g)]
         cpu.backward_nlc(*lanes, LAM, exact, lanes[which])
         np.testing.assert_array_equal(lanes[which], nlc)
 
@@ -1057,7 +1066,6 @@ def test_short_rows_near_zero_take_float32_and_are_accurate(m, method):
     x = (np.repeat([0.0, 3.0, 4.9], nc // 3)[:, None] + u).astype(np.float32)
     g = np.concatenate([rng.standard_normal((nc // 2, m)), 1 + 0.01 * rng.standard_normal(
         (nc // 2, m))])[rng.permutation(nc)].astype(np.float32)
-    to_nlc = lambda a: np.ascontiguousarray(a.reshape(4, nc // 4, m).transpose(0, 2, 1))  # noqa: E731
     x64 = x.astype(np.float64)
     mu, s2 = x64.mean(axis=1), ((x64 - x64.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
     row = cpu.base.row_consts(m)
@@ -1069,8 +1077,8 @@ def test_short_rows_near_zero_take_float32_and_are_accurate(m, method):
         out = np.empty_like(x)
         cpu.backward_2d(x, g, lam, exact, out)
         lanes = np.empty((4, m, nc // 4), np.float32)
-        cpu.backward_nlc(to_nlc(x), to_nlc(g), lam, exact, lanes)
-        for got in (out, lanes.transpose(0, 2, 1).reshape(nc, m)):
+        cpu.backward_nlc(rows_to_nlc(x), rows_to_nlc(g), lam, exact, lanes)
+        for got in (out, nlc_to_rows(lanes)):
             assert np.max(np.abs(got - ref) / scale) < 2e-6
 
 
