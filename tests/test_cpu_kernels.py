@@ -536,15 +536,17 @@ def test_channels_last_in_place_and_aliases(method, nlc_spy):
     assert len(nlc_spy) == 5
 
 
+@pytest.mark.parametrize("width", [6, 5])
 @pytest.mark.parametrize("method", ["paper", "exact"])
-def test_channels_last_row_calls_match_nested_loops(method, monkeypatch):
+def test_channels_last_row_calls_match_nested_loops(method, width, monkeypatch):
     """Tiles of at least ``NLC_ROW_CALL`` channels run each neuron row as a call of a
-    row function, narrower tiles the nested twin loops: both give the same bits
-    (forward out of place and in place; backward into a new array, over x, over g)
-    and match the float64 reference."""
+    row function (the backward's sums two rows a call, the last one alone when the
+    rows are odd: 25), narrower tiles the nested twin loops, one row at a time: both
+    give the same bits (forward out of place and in place; backward into a new
+    array, over x, over g) and match the float64 reference."""
     monkeypatch.setattr(constants, "NLC_TILE", 16)  # tiles of 16 and a partial one of 4
-    x = sample((2, 20, 5, 6), np.float32, seed=43)
-    g = sample((2, 20, 5, 6), np.float32, seed=44, loc=0.0)
+    x = sample((2, 20, 5, width), np.float32, seed=43)
+    g = sample((2, 20, 5, width), np.float32, seed=44, loc=0.0)
     ref = simam(x.astype(np.float64), LAM, method=method, backend="numpy")
     ref_g = simam_backward(x.astype(np.float64), g.astype(np.float64), LAM, method=method,
                            backend="numpy")
@@ -569,14 +571,18 @@ def test_channels_last_row_calls_match_nested_loops(method, monkeypatch):
     assert np.max(np.abs(np.moveaxis(gx, -1, 1) - ref_g) / scale) < 2e-6
 
 
+@pytest.mark.parametrize("row_call", [1, 10**9])
 @pytest.mark.parametrize("out", ["new", "x", "g"])
-def test_channels_last_backward_sums_fallback_overwrites_kept_terms(out, monkeypatch):
+def test_channels_last_backward_sums_fallback_overwrites_kept_terms(out, row_call,
+                                                                    monkeypatch):
     """The channels-last float32 backward keeps ``go g + q alpha`` in the output
     during its sums pass (when the output is neither input); a tile whose sums fail
-    (``grad_out`` of one channel near float32's range) reruns in float64 and must
-    overwrite every kept value: the result matches the float64 reference, with a
-    NaN-filled output buffer and writing over ``x`` or ``g`` alike."""
+    (``grad_out`` of one channel near float32's range, the others fine) reruns in
+    float64 and must overwrite every kept value: the result matches the float64
+    reference, with a NaN-filled output buffer and writing over ``x`` or ``g``
+    alike, from the row calls and from the nested loops."""
     monkeypatch.setattr(constants, "NLC_TILE", 8)
+    monkeypatch.setattr(constants, "NLC_ROW_CALL", row_call)
     x = sample((2, 12, 6, 6), np.float32, seed=41)
     g = sample((2, 12, 6, 6), np.float32, seed=42, loc=0.0)
     # mean |grad_out| beyond 2**60 (the range check): those tiles (batch 1 channels
@@ -937,6 +943,21 @@ def test_grouped_backward_scratch_rows_start_apart_modulo_4k():
             d = k * sc.strides[0] % 4096
             assert min(d, 4096 - d) >= 1024, e
     assert sc.dtype == np.float32 and sc.flags.c_contiguous
+
+
+def test_channels_last_scratch_rows_start_apart_modulo_4k():
+    """The channels-last backward's per-channel scratch rows (float32 and float64,
+    any tile width up to ``NLC_TILE``): at least as long as the tile, at most 1 KiB
+    longer, and any two of up to 16 rows a nonzero multiple of 256 B apart modulo
+    4 KiB (4K aliasing: rows of 2048 lanes 16 KiB apart made the sums loop 2.7x
+    slower)."""
+    lane_stride = cpu.nlc_backward.lane_stride
+    for size in (4, 8):
+        for t in range(1, constants.NLC_TILE + 1):
+            n = lane_stride(t, size)
+            assert t <= n <= t + 1024 // size, (size, t)
+            starts = {r * n * size % 4096 for r in range(16)}
+            assert len(starts) == 16 and all(s % 256 == 0 for s in starts), (size, t)
 
 
 @pytest.mark.parametrize("path", ["grouped", "channel", "channels-last"])

@@ -39,18 +39,36 @@ from .stats import row_stats_f32
 
 
 @njit(fastmath=ELEM, inline="always", **NB)
+def _gain_q(xv, gv, f):
+    """float32 ``(u, z, g, q)`` of one neuron of the channel with
+    :data:`~.base.FastBw32` ``f``: ``u = x - mu``, ``z = u kk``, the gain ``g =
+    sigmoid(E)`` with ``E = z**2 + 1/2`` (one FMA), ``q = go x g (1 - g)``."""
+    u = (xv - f.mu_hi) - f.mu_lo
+    z = u * f.kk
+    t = exp_neg_f32(fma(z, z, HALF32))
+    g = ONE32 / (ONE32 + t)
+    return u, z, g, gv * xv * g * (t * g)
+
+
+@njit(fastmath=ELEM, inline="always", **NB)
 def bw_fast_f32(xv, gv, f):
     """float32 ``(g, q alpha, q beta, u)`` of one neuron (paper method) of the
     channel with :data:`~.base.FastBw32` ``f``; ``g = sigmoid(E)`` is the gain
     (``go g`` is the gradient's first term).  Twins: :func:`.backward.bw_elem`
-    (float64) and :func:`.grouped_backward._terms_flat` (from a kept ``z``)."""
-    u = (xv - f.mu_hi) - f.mu_lo
-    z = u * f.kk
-    z2 = z * z
-    t = exp_neg_f32(fma(z, z, HALF32))  # one FMA whether or not q beta (z2) is used
-    g = ONE32 / (ONE32 + t)
-    q = gv * xv * g * (t * g)
-    return g, q * z * f.a2, q * z2 * f.b8, u
+    (float64), :func:`.grouped_backward._terms_flat` (from a kept ``z``) and
+    :func:`bw_terms_f32` (without the row factors)."""
+    u, z, g, q = _gain_q(xv, gv, f)
+    return g, q * z * f.a2, q * (z * z) * f.b8, u
+
+
+@njit(fastmath=ELEM, inline="always", **NB)
+def bw_terms_f32(xv, gv, f):
+    """float32 ``(g, q z, z, u)`` of one neuron: :func:`bw_fast_f32` without the row
+    factors, for callers that apply them once a channel (``q alpha = (q z) a2``,
+    ``sum(q beta) = b8 sum((q z) z)``, a product of two float32 values, exact in
+    float64; ``f.a2`` and ``f.b8`` are not read)."""
+    u, z, g, q = _gain_q(xv, gv, f)
+    return g, q * z, z, u
 
 
 @njit(**NB)
