@@ -29,8 +29,8 @@ from .nlc import nlc_stats, tile_of
 #: Per-channel scratch rows (lanes) start ``256 (4 k + 1)`` bytes apart for some
 #: ``k``, so any two of up to 16 rows sit a multiple of 256 B apart modulo 4 KiB
 #: that is not 0: a load whose address matches a still-buffered store's in its low
-#: 12 bits waits for it (4K aliasing).  Rows a multiple of 4 KiB apart (float32
-#: rows of 1024 or 2048 lanes, float64 rows of 512 or more) made the sums loop alone
+#: 12 bits waits for it (4K aliasing).  Rows a multiple of 4 KiB apart (as rows of
+#: a multiple of 1024 float32 or 512 float64 lanes are) made the sums loop alone
 #: 2.7x slower (0.80 against 0.29 ns a neuron at 2048 lanes, in cache), and the
 #: backward 1.23x at 32x1024x14x14 on one thread.
 LANE_SKEW = 256
