@@ -39,15 +39,25 @@ from .stats import row_stats_f32
 
 
 @njit(fastmath=ELEM, inline="always", **NB)
-def _gain_q(xv, gv, f):
-    """float32 ``(u, z, g, q)`` of one neuron of the channel with
-    :data:`~.base.FastBw32` ``f``: ``u = x - mu``, ``z = u kk``, the gain ``g =
-    sigmoid(E)`` with ``E = z**2 + 1/2`` (one FMA), ``q = go x g (1 - g)``."""
-    u = (xv - f.mu_hi) - f.mu_lo
-    z = u * f.kk
+def gain_q_f32(xv, gv, z):
+    """float32 ``(g, q)`` of one neuron from its ``z = (x - mu) kk``: the gain ``g =
+    sigmoid(E)`` with ``E = z**2 + 1/2`` (one FMA) and ``q = go x g (1 - g)``; the
+    per-neuron core of every float32 backward (:func:`_gain_q`, and
+    :func:`.grouped_backward._terms_flat` from a kept ``z``)."""
     t = exp_neg_f32(fma(z, z, HALF32))
     g = ONE32 / (ONE32 + t)
-    return u, z, g, gv * xv * g * (t * g)
+    return g, gv * xv * g * (t * g)
+
+
+@njit(fastmath=ELEM, inline="always", **NB)
+def _gain_q(xv, gv, f):
+    """float32 ``(u, z, g, q)`` of one neuron of the channel with
+    :data:`~.base.FastBw32` ``f``: ``u = x - mu``, ``z = u kk`` and
+    :func:`gain_q_f32`."""
+    u = (xv - f.mu_hi) - f.mu_lo
+    z = u * f.kk
+    g, q = gain_q_f32(xv, gv, z)
+    return u, z, g, q
 
 
 @njit(fastmath=ELEM, inline="always", **NB)

@@ -16,9 +16,8 @@ from numba import njit, prange
 
 from ...constants import LAM_FLOOR
 from .backward import bw_channel
-from .backward_f32 import bw_sums_ok, fast_bw32
-from .base import ELEM, HALF32, NB, ONE32, Channel, FastBw32, fma, row_consts, with_k
-from .fastexp import exp_neg_f32
+from .backward_f32 import bw_sums_ok, fast_bw32, gain_q_f32
+from .base import ELEM, NB, Channel, FastBw32, row_consts, with_k
 from .grouped import Z_PAD, padded_len
 from .simd_sums import sum_dot_f32
 from .stats import row_stats_go_f32
@@ -63,16 +62,13 @@ def _bw_z_rows(x1, zs, c0, n, m, fs):
 def _terms_flat(xf, gf, zf, gg, qz):
     """Per element ``j`` of the flat rows ``xf`` (``grad_out`` ``gf``, ``z`` in
     ``zf``), the terms of :func:`.backward_f32.bw_fast_f32` without the row factors
-    ``a2``, ``b8``: ``gg = go g``, ``qz = q z``, with
-    ``E = z**2 + 1/2``, ``g = sigmoid(E)``, ``q = go x g (1 - g)`` (a twin of
-    ``bw_fast_f32`` whose row scalars are in ``z``)."""
+    ``a2``, ``b8``: ``gg = go g``, ``qz = q z``, with ``g`` and ``q`` from
+    :func:`~.backward_f32.gain_q_f32` (a twin of ``bw_fast_f32`` whose row scalars
+    are in ``z``)."""
     for j in range(xf.shape[0]):
-        xv = xf[j]
         gv = gf[j]
         z = zf[j]
-        t = exp_neg_f32(fma(z, z, HALF32))  # as bw_fast_f32
-        g = ONE32 / (ONE32 + t)
-        q = gv * xv * g * (t * g)
+        g, q = gain_q_f32(xf[j], gv, z)
         gg[j] = gv * g
         qz[j] = q * z
 
